@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from courses.models import Course, Membership
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    fields = ["email", "name", "role", "section", "budget_cap", "status", "user"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(Course)
+class CourseAdmin(admin.ModelAdmin):
+    list_display = ["code", "title", "term_label", "kind", "status", "region"]
+    list_filter = ["kind", "status"]
+    search_fields = ["code", "title"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["email", "course", "role", "section", "status"]
+    list_filter = ["role", "status", "course"]
+    search_fields = ["email", "name"]
+    raw_id_fields = ["user"]

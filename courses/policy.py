@@ -1,0 +1,52 @@
+"""Who may do what in a course: the one place that answers it.
+
+Every page, API endpoint and websocket consumer asks here. Roles are per
+course; an outsider (no active membership) may do nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from courses.models import Membership
+
+Role = Membership.Role
+
+
+class Action(StrEnum):
+    VIEW_COURSE = "view_course"
+    LAUNCH = "launch"
+    VIEW_WORKSPACE = "view_workspace"
+    OPERATE_WORKSPACE = "operate_workspace"  # stop, start
+
+
+# Course-wide powers over other members' workspaces, by role.
+_STAFF_WORKSPACE_ACTIONS: dict[str, set[Action]] = {
+    Role.INSTRUCTOR: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE},
+    Role.HEAD_TA: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE},
+    Role.TA: {Action.VIEW_WORKSPACE},
+    Role.STUDENT: set(),
+}
+
+
+def membership_may(*, actor: Membership | None, action: Action,
+                   owner: Membership | None = None) -> bool:
+    """May the member `actor` do `action`, on the workspace owned by `owner`?
+
+    `actor` must be the acting user's membership in the object's course (the
+    caller looks it up by course), so another course's membership never
+    grants anything.
+    """
+    if actor is None or actor.status != Membership.Status.ACTIVE:
+        return False
+    if owner is not None and owner.course_id != actor.course_id:
+        return False
+    if action is Action.VIEW_COURSE:
+        return True
+    if action is Action.LAUNCH:
+        return True
+    if owner is None:
+        return False
+    if owner.pk == actor.pk:
+        return action in {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE}
+    return action in _STAFF_WORKSPACE_ACTIONS[actor.role]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LensConfig(AppConfig):
+    name = "lens"
+    verbose_name = "Lens"

@@ -1,0 +1,20 @@
+"""The Celery app: tasks autodiscovered from the apps, beat schedule in the database."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lens.settings")
+
+app = Celery("lens")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Beat's periodic work. django-celery-beat copies these into its tables at
+# start, so they can also be paused or re-timed from the admin.
+app.conf.beat_schedule = {
+    "workspaces-settle-sweep": {
+        "task": "provisioning.tasks.workspaces_settle_sweep",
+        "schedule": 60.0,
+    },
+}

@@ -1,0 +1,103 @@
+"""Demo data for `make demo`: CS 229 with staff, students, templates and prices.
+
+Idempotent: every row is found by its natural key and updated, so a second
+run neither duplicates nor fails, and never touches workspaces.
+"""
+
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from allauth.account.models import EmailAddress
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from billing.services import prices_load_bundled
+from courses.models import Course, Membership
+from provisioning.models import ApprovedTemplate, WorkspaceTemplate
+from provisioning.services import cloud_account_default
+
+PASSWORD = "lens-demo"
+DOMAIN = "demo.lens.edu"
+AL2023 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+PEOPLE = [
+    ("jennifer.martinez", "Dr. Jennifer Martinez", Membership.Role.INSTRUCTOR, ""),
+    ("alex.thompson", "Alex Thompson", Membership.Role.HEAD_TA, ""),
+    ("priya.sharma", "Priya Sharma", Membership.Role.TA, "A"),
+    ("emily.chen", "Emily Chen", Membership.Role.STUDENT, "A"),
+    ("david.kim", "David Kim", Membership.Role.STUDENT, "A"),
+    ("sophie.martinez", "Sophie Martinez", Membership.Role.STUDENT, "B"),
+]
+
+TEMPLATES = [
+    # slug, name, instance type, description, approved, requires approval, note
+    ("ml-cpu-student", "ML CPU workspace", "t3.medium",
+     "Python 3, Jupyter Lab, scikit-learn and PyTorch (CPU) for weekly assignments.",
+     True, False, ""),
+    ("ml-final-project", "ML final project", "t3.large",
+     "More memory for training the final project.", True, False, "final project"),
+    ("gpu-ml-workstation", "GPU ML workstation", "g4dn.xlarge",
+     "NVIDIA T4, CUDA and PyTorch for deep learning research.", False, False, ""),
+]
+
+
+class Command(BaseCommand):
+    help = "Create or refresh the demo course, people, templates and prices."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        prices_load_bundled()
+        cloud_account_default()
+        zone = ZoneInfo("America/Los_Angeles")
+        course, _ = Course.objects.update_or_create(
+            code="CS229-F26",
+            defaults={
+                "title": "CS 229 — Machine Learning",
+                "term_label": "Fall 2026",
+                "kind": Course.Kind.CLASS,
+                "status": Course.Status.ACTIVE,
+                "time_zone": "America/Los_Angeles",
+                "starts_at": datetime(2026, 8, 24, tzinfo=zone),
+                "ends_at": datetime(2026, 12, 11, 23, 59, 59, tzinfo=zone),
+                "region": "us-east-1",
+                "budget_total": Decimal("1200.00"),
+                "default_member_budget": Decimal("24.00"),
+                "max_concurrent_workspaces": 2,
+                "idle_stop_minutes": 240,
+            },
+        )
+        User = get_user_model()
+        admin, _ = User.objects.get_or_create(username="admin", defaults={
+            "email": f"admin@{DOMAIN}", "is_staff": True, "is_superuser": True})
+        self._password(admin)
+        for local, name, role, section in PEOPLE:
+            email = f"{local}@{DOMAIN}"
+            first, _, last = name.replace("Dr. ", "").partition(" ")
+            user, _ = User.objects.get_or_create(username=local, defaults={
+                "email": email, "first_name": first, "last_name": last})
+            self._password(user)
+            Membership.objects.update_or_create(
+                course=course, email=email,
+                defaults={"user": user, "name": name, "role": role, "section": section,
+                          "status": Membership.Status.ACTIVE},
+            )
+        for slug, name, itype, description, approved, needs, note in TEMPLATES:
+            template, _ = WorkspaceTemplate.objects.update_or_create(slug=slug, defaults={
+                "name": name, "instance_type": itype, "description": description,
+                "image": AL2023, "idle_stop_minutes": 60 if itype.startswith("g") else 240})
+            if approved:
+                ApprovedTemplate.objects.update_or_create(
+                    course=course, template=template,
+                    defaults={"requires_approval": needs, "note": note})
+            else:
+                ApprovedTemplate.objects.filter(course=course, template=template).delete()
+        self.stdout.write(f"Demo data ready: {course} with {len(PEOPLE)} people.")
+
+    def _password(self, user):
+        if not user.check_password(PASSWORD):
+            user.set_password(PASSWORD)
+            user.save()
+        EmailAddress.objects.update_or_create(
+            user=user, email=user.email, defaults={"verified": True, "primary": True})

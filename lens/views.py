@@ -1,0 +1,19 @@
+"""The home page: the signed-in member's dashboard, or the landing page."""
+
+from django.shortcuts import render
+
+from courses.models import Membership
+from provisioning.cards import member_workspace_cards
+from provisioning.services import course_template_offers
+
+
+def home(request):
+    if not request.user.is_authenticated:
+        return render(request, "lens/landing.html")
+    memberships = list(Membership.objects.active().of_user(request.user)
+                       .select_related("course").order_by("course__code"))
+    offers = course_template_offers(course_ids=[m.course_id for m in memberships])
+    cards = member_workspace_cards(membership_ids=[m.pk for m in memberships])
+    courses = [{"membership": m, "course": m.course, "offers": offers[m.course_id],
+                "cards": cards[m.pk]} for m in memberships]
+    return render(request, "lens/home.html", {"courses": courses})

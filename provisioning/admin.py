@@ -1,0 +1,54 @@
+from django.contrib import admin
+
+from provisioning.models import (
+    ApprovedTemplate,
+    CloudAccount,
+    Workspace,
+    WorkspaceEvent,
+    WorkspaceTemplate,
+)
+
+
+@admin.register(CloudAccount)
+class CloudAccountAdmin(admin.ModelAdmin):
+    list_display = ["name", "region", "endpoint_url", "is_default"]
+
+
+@admin.register(WorkspaceTemplate)
+class WorkspaceTemplateAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "instance_type", "image", "spot_allowed", "version"]
+    search_fields = ["slug", "name"]
+
+
+@admin.register(ApprovedTemplate)
+class ApprovedTemplateAdmin(admin.ModelAdmin):
+    list_display = ["course", "template", "requires_approval", "capacity", "note"]
+    list_filter = ["course"]
+
+
+class WorkspaceEventInline(admin.TabularInline):
+    model = WorkspaceEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["from_state", "to_state", "at", "actor", "reason"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    """Read-mostly: state changes go through the state machine, not the admin."""
+
+    list_display = ["name", "owner", "template", "state", "instance_id", "created_at"]
+    list_filter = ["state", "owner__course"]
+    search_fields = ["name", "instance_id", "owner__email"]
+    readonly_fields = ["state", "state_changed_at", "instance_id", "client_token", "public_ip",
+                       "private_ip", "public_dns", "failure_reason", "stop_reason"]
+    inlines = [WorkspaceEventInline]
+
+
+@admin.register(WorkspaceEvent)
+class WorkspaceEventAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "from_state", "to_state", "at", "actor", "reason"]
+    list_filter = ["to_state"]

@@ -1,0 +1,95 @@
+"""REST API for workspaces. Thin: access in provisioning.access, work in services."""
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from courses.policy import Action
+from courses.services import membership_get_active
+from provisioning import services
+from provisioning.access import workspace_get_for, workspaces_visible_to
+from provisioning.serializers import (
+    LaunchSerializer,
+    TemplateOfferSerializer,
+    WorkspaceDetailSerializer,
+    WorkspaceSerializer,
+)
+
+
+class Refused(APIException):
+    def __init__(self, message: str, *, status_code: int, field: str | None):
+        self.status_code = status_code
+        detail = {"detail": message}
+        if field:
+            detail[field] = [message]
+        super().__init__(detail)
+
+
+class CourseTemplatesView(APIView):
+    @extend_schema(responses=TemplateOfferSerializer(many=True),
+                   summary="Templates the course approved, with prices")
+    def get(self, request, course_id: int):
+        membership = membership_get_active(user=request.user, course_id=course_id)
+        if membership is None:
+            raise Http404
+        offers = services.course_template_offers(course_ids=[course_id])[course_id]
+        return Response(TemplateOfferSerializer(offers, many=True).data)
+
+
+class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = WorkspaceSerializer
+
+    def get_queryset(self):
+        return (workspaces_visible_to(self.request.user)
+                .select_related("owner", "template").order_by("-created_at"))
+
+    def get_object(self):
+        return workspace_get_for(user=self.request.user, workspace_id=self.kwargs["pk"],
+                                 action=Action.VIEW_WORKSPACE)
+
+    def get_serializer_class(self):
+        return WorkspaceDetailSerializer if self.action == "retrieve" else WorkspaceSerializer
+
+    @extend_schema(request=LaunchSerializer,
+                   responses={201: WorkspaceSerializer,
+                              403: OpenApiResponse(description="Template not approved")},
+                   summary="Launch a workspace from an approved template")
+    def create(self, request):
+        form = LaunchSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        membership = membership_get_active(user=request.user,
+                                           course_id=form.validated_data["course"])
+        if membership is None:
+            raise Http404
+        try:
+            workspace = services.workspace_launch(
+                membership=membership, template_slug=form.validated_data["template"],
+                name=form.validated_data["name"], actor=request.user)
+        except services.LaunchRefused as refusal:
+            raise Refused(refusal.message, status_code=refusal.status,
+                          field=refusal.field) from refusal
+        return Response(WorkspaceSerializer(workspace).data, status=status.HTTP_201_CREATED)
+
+    def _operate(self, request, pk, operation):
+        workspace = workspace_get_for(user=request.user, workspace_id=pk,
+                                      action=Action.OPERATE_WORKSPACE)
+        try:
+            operation(workspace=workspace, actor=request.user)
+        except services.TransitionError as exc:
+            raise Refused(str(exc), status_code=409, field=None) from exc
+        return Response(WorkspaceSerializer(workspace).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer}, summary="Stop a workspace")
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        return self._operate(request, pk, services.workspace_stop)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Start a stopped workspace")
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._operate(request, pk, services.workspace_start)

@@ -1,0 +1,36 @@
+"""Live updates: one function per kind of change, called after commit.
+
+The member's dashboard subscribes to the group `member-<membership id>` and
+receives the re-rendered list of that member's workspaces; htmx swaps it in
+by id (out-of-band), so a card appears, moves along and shows its address
+without a reload.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.template.loader import render_to_string
+
+log = logging.getLogger(__name__)
+
+
+def member_group(membership_id: int) -> str:
+    return f"member-{membership_id}"
+
+
+def broadcast_member_workspaces(*, membership_id: int) -> None:
+    """Send the member's current workspace list to their open dashboards."""
+    from provisioning.cards import member_workspace_context
+
+    try:
+        html = render_to_string("provisioning/_workspace_list.html",
+                                {**member_workspace_context(membership_id=membership_id),
+                                 "oob": True})
+        async_to_sync(get_channel_layer().group_send)(
+            member_group(membership_id), {"type": "workspaces.update", "html": html}
+        )
+    except Exception:  # a lost live update must never undo or fail the change itself
+        log.exception("broadcast to member %s failed", membership_id)

@@ -1,0 +1,185 @@
+"""Machines: cloud accounts, workspace templates, workspaces and their history."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from courses.models import Course, Membership
+from provisioning.states import ACTIVE_STATES, LAUNCH_STEPS, State
+
+
+class CloudAccount(models.Model):
+    """An AWS account (or a local moto server) Lens launches machines in.
+
+    Credentials are never stored here: they come from the process's
+    environment or an assumed role (`role_arn`).
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    region = models.CharField(max_length=32, default="us-east-1")
+    endpoint_url = models.CharField(
+        max_length=200, blank=True, help_text="Empty for real AWS; a moto server's URL in dev."
+    )
+    role_arn = models.CharField(max_length=200, blank=True)
+    vpc_id = models.CharField(max_length=40, blank=True)
+    subnet_id = models.CharField(max_length=40, blank=True)
+    security_group_id = models.CharField(max_length=40, blank=True)
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True),
+                name="one_default_cloud_account",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.region})"
+
+
+class WorkspaceTemplate(models.Model):
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    instance_type = models.CharField(max_length=32)
+    image = models.CharField(
+        max_length=200,
+        help_text="An AMI id (ami-…) or an SSM parameter name (/aws/service/…).",
+    )
+    root_volume_gib = models.PositiveIntegerField(default=20)
+    home_volume_gib = models.PositiveIntegerField(default=10)
+    spot_allowed = models.BooleanField(default=False)
+    hibernation = models.BooleanField(default=False)
+    bootstrap = models.TextField(blank=True, help_text="User data run at first boot.")
+    ports = models.CharField(max_length=100, default="22,8888")
+    idle_stop_minutes = models.PositiveIntegerField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return f"{self.slug} ({self.instance_type})"
+
+
+class ApprovedTemplate(models.Model):
+    """A template a course allows its members to launch.
+
+    Lives in provisioning, not courses, because it points at a
+    WorkspaceTemplate and courses must not depend on provisioning.
+    """
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="approved_templates")
+    template = models.ForeignKey(WorkspaceTemplate, on_delete=models.PROTECT,
+                                 related_name="approvals")
+    requires_approval = models.BooleanField(default=False)
+    note = models.CharField(max_length=200, blank=True)
+    capacity = models.PositiveIntegerField(null=True, blank=True,
+                                           help_text="Slots; empty = no limit.")
+
+    class Meta:
+        ordering = ["course", "template__slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["course", "template"], name="approved_template_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.slug} in {self.course.code}"
+
+
+class WorkspaceQuerySet(models.QuerySet):
+    def visible_on_dashboard(self) -> WorkspaceQuerySet:
+        return self.exclude(state__in=[State.TERMINATED, State.ARCHIVED])
+
+    def active(self) -> WorkspaceQuerySet:
+        return self.filter(state__in=ACTIVE_STATES)
+
+
+class Workspace(models.Model):
+    class StopReason(models.TextChoices):
+        USER = "user", "Stopped by you"
+        IDLE = "idle", "Idle"
+        BUDGET = "budget", "Budget reached"
+        DAILY_CAP = "daily_cap", "Daily cap reached"
+        TERM_END = "term_end", "Term ended"
+        STAFF = "staff", "Stopped by course staff"
+        SPOT = "spot", "Spot interruption"
+
+    owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="workspaces")
+    template = models.ForeignKey(WorkspaceTemplate, on_delete=models.PROTECT,
+                                 related_name="workspaces")
+    cloud_account = models.ForeignKey(CloudAccount, on_delete=models.PROTECT,
+                                      related_name="workspaces")
+    name = models.CharField(max_length=63)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.REQUESTED)
+    state_changed_at = models.DateTimeField(auto_now_add=True)
+    instance_type = models.CharField(max_length=32, help_text="Copied from the template at launch.")
+    instance_id = models.CharField(max_length=40, blank=True)
+    client_token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_ip = models.GenericIPAddressField(null=True, blank=True)
+    private_ip = models.GenericIPAddressField(null=True, blank=True)
+    public_dns = models.CharField(max_length=200, blank=True)
+    home_volume_id = models.CharField(max_length=40, blank=True)
+    stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state"]), models.Index(fields=["owner", "state"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                condition=~models.Q(state__in=[State.TERMINATED, State.ARCHIVED]),
+                name="workspace_name_unique_per_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_state_display()})"
+
+    @property
+    def launch_progress(self) -> int:
+        """Percent along requested → pending → running, for the card's bar."""
+        if self.state not in LAUNCH_STEPS:
+            return 0
+        return round(100 * (LAUNCH_STEPS.index(State(self.state)) + 1) / len(LAUNCH_STEPS))
+
+    @property
+    def is_launching(self) -> bool:
+        return self.state in {State.REQUESTED, State.PENDING}
+
+    @property
+    def can_stop(self) -> bool:
+        return self.state == State.RUNNING
+
+    @property
+    def can_start(self) -> bool:
+        return self.state == State.STOPPED
+
+
+class WorkspaceEvent(models.Model):
+    """One state change: the history metering, audit and timelines read."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=20, choices=State.choices, blank=True,
+                                  help_text="Empty for the event that created the workspace.")
+    to_state = models.CharField(max_length=20, choices=State.choices)
+    at = models.DateTimeField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        indexes = [models.Index(fields=["workspace", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id}: {self.from_state} → {self.to_state} at {self.at:%Y-%m-%d}"

@@ -1,0 +1,47 @@
+from rest_framework import serializers
+
+from provisioning.models import Workspace, WorkspaceEvent
+
+
+class TemplateOfferSerializer(serializers.Serializer):
+    slug = serializers.CharField(source="template.slug")
+    name = serializers.CharField(source="template.name")
+    description = serializers.CharField(source="template.description")
+    instance_type = serializers.CharField(source="template.instance_type")
+    usd_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True)
+    usd_per_day = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    requires_approval = serializers.BooleanField(source="approved.requires_approval")
+    note = serializers.CharField(source="approved.note")
+
+
+class WorkspaceEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WorkspaceEvent
+        fields = ["from_state", "to_state", "at", "reason"]
+
+
+class WorkspaceSerializer(serializers.ModelSerializer):
+    course = serializers.IntegerField(source="owner.course_id", read_only=True)
+    owner_email = serializers.EmailField(source="owner.email", read_only=True)
+    template = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Workspace
+        fields = ["id", "name", "course", "owner_email", "template", "instance_type", "state",
+                  "state_changed_at", "instance_id", "public_ip", "public_dns", "stop_reason",
+                  "failure_reason", "created_at"]
+        read_only_fields = fields
+
+
+class WorkspaceDetailSerializer(WorkspaceSerializer):
+    events = WorkspaceEventSerializer(many=True, read_only=True)
+
+    class Meta(WorkspaceSerializer.Meta):
+        fields = [*WorkspaceSerializer.Meta.fields, "events"]
+        read_only_fields = fields
+
+
+class LaunchSerializer(serializers.Serializer):
+    course = serializers.IntegerField()
+    template = serializers.SlugField(help_text="Slug of a template the course approved.")
+    name = serializers.CharField(max_length=63)

@@ -1,0 +1,348 @@
+"""Workspace services: launch, stop, start, and folding AWS state back in.
+
+Views, the API and Celery tasks call these; none of them change a
+workspace's state any other way than through `workspace_transition`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.services import PriceNotFound, price_get, price_map
+from courses.models import Membership
+from courses.policy import Action, membership_may
+from provisioning import aws
+from provisioning.broadcast import broadcast_member_workspaces
+from provisioning.models import ApprovedTemplate, CloudAccount, Workspace, WorkspaceEvent
+from provisioning.states import State, is_allowed
+
+log = logging.getLogger(__name__)
+
+
+class TransitionError(Exception):
+    pass
+
+
+class TransitionNotAllowed(TransitionError):
+    """The state machine has no edge from the current state to the target."""
+
+
+class StaleState(TransitionError):
+    """Someone else changed the workspace first (the compare-and-swap lost)."""
+
+
+class LaunchRefused(Exception):
+    """A launch the policy does not allow; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, *, status: int = 403, field: str | None = None):
+        super().__init__(message)
+        self.message, self.status, self.field = message, status, field
+
+
+# --- the state machine ----------------------------------------------------
+
+
+def workspace_transition(*, workspace: Workspace, to: State, actor=None, reason: str = "",
+                         **fields) -> Workspace:
+    """Move `workspace` from the state it was read in to `to`, or raise.
+
+    Compare-and-swap on the state column, so of two concurrent changes from
+    the same state exactly one wins and writes its event. `fields` are saved
+    in the same UPDATE. Live listeners hear about it after commit.
+    """
+    current = workspace.state
+    if not is_allowed(current, to):
+        raise TransitionNotAllowed(f"A workspace cannot go from {current} to {to}.")
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Workspace.objects.filter(pk=workspace.pk, state=current).update(
+            state=to, state_changed_at=now, **fields
+        )
+        if not changed:
+            raise StaleState(f"Workspace {workspace.pk} is no longer {current}.")
+        WorkspaceEvent.objects.create(workspace=workspace, from_state=current, to_state=to,
+                                      at=now, actor=actor, reason=reason[:200])
+        owner_id = workspace.owner_id
+        transaction.on_commit(lambda: broadcast_member_workspaces(membership_id=owner_id))
+    workspace.state, workspace.state_changed_at = to, now
+    for name, value in fields.items():
+        setattr(workspace, name, value)
+    return workspace
+
+
+# --- what a member may launch --------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateOffer:
+    """An approved template as a member sees it: with its price."""
+
+    approved: ApprovedTemplate
+    usd_per_hour: Decimal | None
+
+    @property
+    def template(self):
+        return self.approved.template
+
+    @property
+    def usd_per_day(self) -> Decimal | None:
+        return None if self.usd_per_hour is None else self.usd_per_hour * 24
+
+
+def course_template_offers(*, course_ids: list[int]) -> dict[int, list[TemplateOffer]]:
+    """Approved templates with prices for several courses, in two queries."""
+    from courses.models import Course
+
+    regions = dict(Course.objects.filter(pk__in=course_ids).values_list("pk", "region"))
+    approved = list(ApprovedTemplate.objects.filter(course_id__in=course_ids)
+                    .select_related("template").order_by("template__slug"))
+    prices = price_map(keys={(regions[a.course_id], a.template.instance_type) for a in approved})
+    offers: dict[int, list[TemplateOffer]] = {cid: [] for cid in course_ids}
+    for a in approved:
+        price = prices.get((regions[a.course_id], a.template.instance_type))
+        offers[a.course_id].append(
+            TemplateOffer(approved=a, usd_per_hour=price.usd_per_hour if price else None)
+        )
+    return offers
+
+
+def _approved_list_text(offers: list[TemplateOffer]) -> str:
+    if not offers:
+        return "This course has not approved any templates yet; ask your instructor."
+    parts = []
+    for offer in offers:
+        if offer.usd_per_hour is None:
+            parts.append(f"{offer.template.slug} ({offer.template.instance_type}, no price)")
+        else:
+            parts.append(f"{offer.template.slug} ({offer.template.instance_type}, "
+                         f"${offer.usd_per_hour:.4f}/hour, ${offer.usd_per_day:.2f}/day)")
+    return "This course approved: " + "; ".join(parts) + "."
+
+
+# --- launch, stop, start (called from requests) ---------------------------
+
+
+def cloud_account_default() -> CloudAccount:
+    """The account new workspaces go to; made from settings on first use."""
+    account = CloudAccount.objects.filter(is_default=True).first()
+    if account is None:
+        account, _ = CloudAccount.objects.get_or_create(
+            is_default=True,
+            defaults={"name": "default", "region": settings.AWS_DEFAULT_REGION,
+                      "endpoint_url": settings.AWS_ENDPOINT_URL},
+        )
+    return account
+
+
+def workspace_launch(*, membership: Membership, template_slug: str, name: str,
+                     actor) -> Workspace:
+    """Check policy, create the workspace as `requested`, and queue the launch.
+
+    Raises LaunchRefused with a message for the member. The AWS work happens
+    in a Celery task enqueued after the row is committed.
+    """
+    from provisioning import tasks  # the task module imports this one
+
+    name = name.strip()
+    if not membership_may(actor=membership, action=Action.LAUNCH):
+        raise LaunchRefused("Your membership in this course is not active.")
+    if not name:
+        raise LaunchRefused("Give the workspace a name.", status=400, field="name")
+    offers = course_template_offers(course_ids=[membership.course_id])[membership.course_id]
+    offer = next((o for o in offers if o.template.slug == template_slug), None)
+    if offer is None:
+        raise LaunchRefused(
+            f"{template_slug!r} is not approved for {membership.course.code}. "
+            + _approved_list_text(offers), field="template")
+    if offer.approved.requires_approval:
+        raise LaunchRefused(
+            f"{template_slug} needs an instructor's approval in {membership.course.code}"
+            + (f" ({offer.approved.note})" if offer.approved.note else "") + ". "
+            + _approved_list_text([o for o in offers if not o.approved.requires_approval]),
+            field="template")
+    try:
+        price_get(region=membership.course.region, instance_type=offer.template.instance_type)
+    except PriceNotFound as exc:
+        raise LaunchRefused(str(exc), status=409, field="template") from exc
+
+    limit = membership.course.max_concurrent_workspaces
+    with transaction.atomic():
+        # Lock the member's row so concurrent clicks count each other.
+        Membership.objects.select_for_update().get(pk=membership.pk)
+        active = Workspace.objects.filter(owner=membership).active().count()
+        if limit and active >= limit:
+            raise LaunchRefused(
+                f"You already have {active} workspace{'s' if active != 1 else ''} running or "
+                f"starting; {membership.course.code} allows {limit} at a time. "
+                "Stop one first.", status=409)
+        try:
+            with transaction.atomic():
+                workspace = Workspace.objects.create(
+                    owner=membership, template=offer.template, name=name,
+                    cloud_account=cloud_account_default(),
+                    instance_type=offer.template.instance_type, state=State.REQUESTED,
+                )
+        except IntegrityError:
+            raise LaunchRefused(f"You already have a workspace named {name!r}.", status=409,
+                                field="name") from None
+        WorkspaceEvent.objects.create(workspace=workspace, from_state="", to_state=State.REQUESTED,
+                                      at=workspace.state_changed_at, actor=actor,
+                                      reason=f"launch {offer.template.slug}")
+        workspace_id, owner_id = workspace.pk, membership.pk
+        transaction.on_commit(lambda: tasks.workspace_launch_task.delay(workspace_id))
+        transaction.on_commit(lambda: broadcast_member_workspaces(membership_id=owner_id))
+    return workspace
+
+
+def workspace_stop(*, workspace: Workspace, actor,
+                   reason: str = Workspace.StopReason.USER) -> Workspace:
+    from provisioning import tasks
+
+    if workspace.state != State.RUNNING:
+        raise TransitionNotAllowed(f"Only a running workspace can be stopped; "
+                                   f"{workspace.name} is {workspace.get_state_display().lower()}.")
+    with transaction.atomic():
+        workspace_transition(workspace=workspace, to=State.STOPPING, actor=actor, reason=reason,
+                             stop_reason=reason)
+        transaction.on_commit(lambda: tasks.workspace_stop_task.delay(workspace.pk))
+    return workspace
+
+
+def workspace_start(*, workspace: Workspace, actor) -> Workspace:
+    from provisioning import tasks
+
+    if workspace.state != State.STOPPED:
+        raise TransitionNotAllowed(f"Only a stopped workspace can be started; "
+                                   f"{workspace.name} is {workspace.get_state_display().lower()}.")
+    with transaction.atomic():
+        workspace_transition(workspace=workspace, to=State.PENDING, actor=actor, reason="start",
+                             stop_reason="", failure_reason="")
+        transaction.on_commit(lambda: tasks.workspace_start_task.delay(workspace.pk))
+    return workspace
+
+
+# --- AWS work (called from Celery tasks; no AWS call inside a transaction) --
+
+
+def _fresh(workspace_id: int) -> Workspace | None:
+    return (Workspace.objects.select_related("cloud_account", "template", "owner")
+            .filter(pk=workspace_id).first())
+
+
+def workspace_provision(*, workspace_id: int) -> Workspace | None:
+    """Make sure exactly one instance exists for a requested workspace.
+
+    Safe to run any number of times: it adopts an instance already tagged
+    with the workspace before it would run a new one, and RunInstances
+    carries the workspace's ClientToken for AWS's own de-duplication.
+    """
+    workspace = _fresh(workspace_id)
+    if workspace is None or workspace.state not in {State.REQUESTED, State.PENDING}:
+        return workspace
+    account = workspace.cloud_account
+    instance = aws.instance_find_for_workspace(account, workspace_id=workspace.pk)
+    if instance is None:
+        if workspace.instance_id:  # it existed and is gone: do not silently make another
+            return workspace_fail(workspace_id=workspace.pk,
+                                  reason=f"Instance {workspace.instance_id} disappeared.")
+        template = workspace.template
+        instance = aws.instance_run(
+            account,
+            client_token=str(workspace.client_token),
+            image_id=aws.image_resolve(account, template.image),
+            instance_type=workspace.instance_type,
+            user_data=template.bootstrap,
+            root_volume_gib=template.root_volume_gib,
+            tags={
+                "Name": f"lens-{workspace.pk}-{workspace.name}"[:255],
+                aws.TAG_WORKSPACE: str(workspace.pk),
+                aws.TAG_COURSE: str(workspace.owner.course_id),
+                aws.TAG_MEMBER: str(workspace.owner_id),
+            },
+        )
+        log.info("workspace %s: ran %s", workspace.pk, instance.id)
+    if workspace.state == State.REQUESTED:
+        try:
+            workspace_transition(workspace=workspace, to=State.PENDING,
+                                 reason="instance requested", instance_id=instance.id)
+        except StaleState:
+            return _fresh(workspace_id)
+    elif workspace.instance_id != instance.id:
+        Workspace.objects.filter(pk=workspace.pk).update(instance_id=instance.id)
+        workspace.instance_id = instance.id
+    return workspace_sync(workspace=workspace, instance=instance)
+
+
+def workspace_stop_instance(*, workspace_id: int) -> Workspace | None:
+    workspace = _fresh(workspace_id)
+    if workspace is None or workspace.state != State.STOPPING:
+        return workspace
+    aws.instances_stop(workspace.cloud_account, [workspace.instance_id])
+    return workspace_sync(workspace=workspace)
+
+
+def workspace_start_instance(*, workspace_id: int) -> Workspace | None:
+    workspace = _fresh(workspace_id)
+    if workspace is None or workspace.state != State.PENDING or not workspace.instance_id:
+        return workspace
+    aws.instances_start(workspace.cloud_account, [workspace.instance_id])
+    return workspace_sync(workspace=workspace)
+
+
+# EC2 state → the Lens state a workspace in a given state moves to.
+_FOLD: dict[tuple[str, str], State] = {
+    (State.PENDING, "running"): State.RUNNING,
+    (State.STOPPING, "stopped"): State.STOPPED,
+    (State.HIBERNATING, "stopped"): State.STOPPED,
+}
+
+
+def workspace_sync(*, workspace: Workspace, instance: aws.Instance | None = None) -> Workspace:
+    """Fold what EC2 reports for the workspace's instance into its state."""
+    if instance is None:
+        instance = aws.instance_get(workspace.cloud_account, workspace.instance_id)
+    addresses = {"public_ip": instance.public_ip, "private_ip": instance.private_ip,
+                 "public_dns": instance.public_dns}
+    target = _FOLD.get((State(workspace.state), instance.state))
+    if target is None:
+        if instance.state in {"shutting-down", "terminated"} and \
+                workspace.state not in {State.TERMINATING, State.TERMINATED, State.ARCHIVED}:
+            return workspace_fail(workspace_id=workspace.pk, reason=(
+                f"AWS terminated instance {instance.id}"
+                + (f": {instance.state_reason}" if instance.state_reason else ".")))
+        return workspace
+    if target == State.STOPPED:
+        addresses = {"public_ip": None, "public_dns": ""}
+    try:
+        return workspace_transition(workspace=workspace, to=target,
+                                    reason=f"EC2 reports {instance.state}", **addresses)
+    except StaleState:
+        return _fresh(workspace.pk)
+
+
+def workspace_is_settled(workspace: Workspace | None) -> bool:
+    return workspace is None or workspace.state not in {
+        State.REQUESTED, State.PENDING, State.STOPPING, State.HIBERNATING, State.TERMINATING}
+
+
+def workspace_fail(*, workspace_id: int, reason: str) -> Workspace | None:
+    """Record why a launch or start gave up, where the member's card shows it."""
+    workspace = _fresh(workspace_id)
+    if workspace is None:
+        return None
+    if not is_allowed(workspace.state, State.FAILED):
+        Workspace.objects.filter(pk=workspace_id).update(failure_reason=reason)
+        transaction.on_commit(
+            lambda: broadcast_member_workspaces(membership_id=workspace.owner_id))
+        return _fresh(workspace_id)
+    try:
+        return workspace_transition(workspace=workspace, to=State.FAILED, reason=reason[:200],
+                                    failure_reason=reason)
+    except StaleState:
+        return _fresh(workspace_id)

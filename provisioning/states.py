@@ -1,0 +1,55 @@
+"""The workspace state machine: the states and the transitions allowed between them.
+
+Only `provisioning.services.workspace_transition` changes a workspace's state;
+it consults this table.
+"""
+
+from django.db import models
+
+
+class State(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    PENDING = "pending", "Starting"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    STOPPED = "stopped", "Stopped"
+    HIBERNATING = "hibernating", "Hibernating"
+    TERMINATING = "terminating", "Terminating"
+    TERMINATED = "terminated", "Terminated"
+    ARCHIVED = "archived", "Archived"
+    FAILED = "failed", "Failed"
+
+
+# Every state but these may go to TERMINATING ("any → terminating").
+_END_STATES = {State.TERMINATING, State.TERMINATED, State.ARCHIVED}
+
+ALLOWED: dict[State, frozenset[State]] = {
+    State.REQUESTED: frozenset({State.PENDING, State.FAILED}),
+    State.PENDING: frozenset({State.RUNNING, State.FAILED}),
+    State.RUNNING: frozenset({State.STOPPING, State.HIBERNATING}),
+    State.STOPPING: frozenset({State.STOPPED}),
+    State.HIBERNATING: frozenset({State.STOPPED}),
+    State.STOPPED: frozenset({State.PENDING}),
+    State.FAILED: frozenset(),
+    State.TERMINATING: frozenset({State.TERMINATED}),
+    State.TERMINATED: frozenset({State.ARCHIVED}),
+    State.ARCHIVED: frozenset(),
+}
+ALLOWED = {
+    state: targets | ({State.TERMINATING} if state not in _END_STATES else frozenset())
+    for state, targets in ALLOWED.items()
+}
+
+# States in which a machine may be costing compute money or is on its way.
+ACTIVE_STATES = frozenset({State.REQUESTED, State.PENDING, State.RUNNING, State.STOPPING,
+                           State.HIBERNATING})
+# States the worker is waiting on AWS to leave.
+SETTLING_STATES = frozenset({State.PENDING, State.STOPPING, State.HIBERNATING,
+                             State.TERMINATING})
+
+# The progress bar on a card: the steps from asking to running.
+LAUNCH_STEPS = (State.REQUESTED, State.PENDING, State.RUNNING)
+
+
+def is_allowed(current: str, target: str) -> bool:
+    return State(target) in ALLOWED[State(current)]

@@ -1,0 +1,83 @@
+"""Celery tasks: thin, idempotent, taking ids. The work is in services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from provisioning import aws, services
+from provisioning.models import Workspace
+from provisioning.states import SETTLING_STATES
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 6
+# How long a machine may take to come up or go down before the card says so.
+MAX_SETTLE_CHECKS = 120
+
+
+def _run(task, work, workspace_id: int) -> None:
+    """Do `work`; retry transient AWS errors with backoff; record giving up."""
+    try:
+        workspace = work(workspace_id=workspace_id)
+    except aws.AwsError as exc:
+        if exc.transient and task.request.retries < MAX_RETRIES:
+            raise task.retry(exc=exc, countdown=min(2 ** task.request.retries, 60)) from exc
+        log.warning("workspace %s: giving up: %s", workspace_id, exc)
+        services.workspace_fail(workspace_id=workspace_id, reason=str(exc))
+        return
+    if not services.workspace_is_settled(workspace):
+        workspace_settle_task.apply_async((workspace_id, 1), countdown=settings.LENS_POLL_SECONDS)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def workspace_launch_task(self, workspace_id: int) -> None:
+    _run(self, services.workspace_provision, workspace_id)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def workspace_stop_task(self, workspace_id: int) -> None:
+    _run(self, services.workspace_stop_instance, workspace_id)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def workspace_start_task(self, workspace_id: int) -> None:
+    _run(self, services.workspace_start_instance, workspace_id)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def workspace_settle_task(self, workspace_id: int, check: int = 1, follow: bool = True) -> None:
+    """Ask EC2 again until the workspace reaches a resting state (once, without `follow`)."""
+    workspace = Workspace.objects.select_related("cloud_account").filter(pk=workspace_id).first()
+    if services.workspace_is_settled(workspace) or not workspace.instance_id:
+        return
+    try:
+        workspace = services.workspace_sync(workspace=workspace)
+    except aws.AwsError as exc:
+        if not exc.transient:
+            services.workspace_fail(workspace_id=workspace_id, reason=str(exc))
+            return
+    if services.workspace_is_settled(workspace) or not follow:
+        return
+    if check >= MAX_SETTLE_CHECKS:
+        services.workspace_fail(workspace_id=workspace_id,
+                                reason="AWS did not finish the change in time; Lens will keep "
+                                       "checking it at the next reconcile.")
+        return
+    workspace_settle_task.apply_async((workspace_id, check + 1),
+                                      countdown=settings.LENS_POLL_SECONDS)
+
+
+@shared_task
+def workspaces_settle_sweep() -> int:
+    """Safety net on beat: check once more every workspace caught between states.
+
+    Each check is one-shot, so the sweep never piles up polling chains.
+    """
+    ids = list(Workspace.objects.filter(state__in=SETTLING_STATES)
+               .exclude(instance_id="").values_list("pk", flat=True))
+    for workspace_id in ids:
+        workspace_settle_task.delay(workspace_id, follow=False)
+    return len(ids)

@@ -1,0 +1,81 @@
+"""Workspace pages and htmx actions. Thin: policy and work are in services."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from courses.policy import Action
+from courses.services import membership_get_active
+from provisioning import services
+from provisioning.access import workspace_get_for
+from provisioning.cards import member_workspace_context
+
+
+def _list_fragment(request, membership_id: int, *, status: int = 200,
+                   notice: str = "", error: str = "") -> HttpResponse:
+    context = {**member_workspace_context(membership_id=membership_id), "oob": True,
+               "notice": notice, "error": error}
+    return render(request, "provisioning/_action_result.html", context, status=status)
+
+
+@login_required
+@require_POST
+def launch(request, course_id: int):
+    membership = membership_get_active(user=request.user, course_id=course_id)
+    if membership is None:
+        raise Http404("You are not a member of this course.")
+    try:
+        workspace = services.workspace_launch(
+            membership=membership, template_slug=request.POST.get("template", ""),
+            name=request.POST.get("name", ""), actor=request.user)
+    except services.LaunchRefused as refusal:
+        if not request.htmx:
+            messages.error(request, refusal.message)
+            return redirect("home")
+        return _list_fragment(request, membership.pk, status=refusal.status, error=refusal.message)
+    notice = f"Launching {workspace.name} — this page updates as it comes up."
+    if not request.htmx:
+        messages.success(request, notice)
+        return redirect("home")
+    return _list_fragment(request, membership.pk, notice=notice)
+
+
+def _operate(request, workspace_id: int, operation) -> HttpResponse:
+    workspace = workspace_get_for(user=request.user, workspace_id=workspace_id,
+                                  action=Action.OPERATE_WORKSPACE)
+    error = ""
+    try:
+        operation(workspace=workspace, actor=request.user)
+    except services.TransitionError as exc:
+        error = str(exc)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("home")
+    return _list_fragment(request, workspace.owner_id, status=409 if error else 200, error=error)
+
+
+@login_required
+@require_POST
+def stop(request, workspace_id: int):
+    return _operate(request, workspace_id, services.workspace_stop)
+
+
+@login_required
+@require_POST
+def start(request, workspace_id: int):
+    return _operate(request, workspace_id, services.workspace_start)
+
+
+@login_required
+def detail(request, workspace_id: int):
+    workspace = workspace_get_for(user=request.user, workspace_id=workspace_id,
+                                  action=Action.VIEW_WORKSPACE)
+    events = workspace.events.select_related("actor").order_by("at", "pk")
+    return render(request, "provisioning/workspace_detail.html",
+                  {"workspace": workspace, "events": events,
+                   "course": workspace.owner.course})
