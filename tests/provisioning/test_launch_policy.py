@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from provisioning.models import Workspace
-from tests.factories import ApprovedTemplateFactory, PASSWORD, TemplateFactory
+from tests.factories import PASSWORD, ApprovedTemplateFactory, TemplateFactory
 
 
 @pytest.fixture
@@ -21,7 +21,8 @@ def test_the_page_refuses_an_unapproved_template_naming_what_is_approved_and_its
     signed_in(client, student)
 
     response = client.post(reverse("workspace-launch", args=[student.course_id]),
-                           {"template": "gpu-ml-workstation", "name": "big"}, HTTP_HX_REQUEST="true")
+                           {"template": "gpu-ml-workstation", "name": "big"},
+                           HTTP_HX_REQUEST="true")
 
     assert response.status_code == 403
     text = response.content.decode()

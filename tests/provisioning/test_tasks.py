@@ -1,7 +1,6 @@
 import pytest
 
 from provisioning import aws, services, tasks
-from provisioning.models import Workspace
 from provisioning.states import State
 from tests.conftest import ec2, instances_tagged
 

@@ -1,0 +1,48 @@
+"""Project plumbing a user or operator relies on: settings, demo data, API docs."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+
+from billing.models import InstancePrice
+from courses.models import Course, Membership
+from lens.env import env_bool, env_int
+from provisioning.models import ApprovedTemplate, WorkspaceTemplate
+
+
+def test_a_malformed_boolean_or_number_in_the_environment_stops_start_up(monkeypatch):
+    monkeypatch.setenv("DEBUG", "ture")
+    monkeypatch.setenv("LENS_POLL_SECONDS", "five")
+
+    with pytest.raises(ImproperlyConfigured, match="DEBUG='ture' is not a boolean"):
+        env_bool("DEBUG", False)
+    with pytest.raises(ImproperlyConfigured, match="LENS_POLL_SECONDS='five'"):
+        env_int("LENS_POLL_SECONDS", 5)
+
+
+def test_demo_data_can_be_loaded_twice_without_duplicates(db):
+    call_command("demo_seed")
+    counts = [Course.objects.count(), Membership.objects.count(),
+              WorkspaceTemplate.objects.count(), ApprovedTemplate.objects.count(),
+              InstancePrice.objects.count()]
+
+    call_command("demo_seed")
+
+    assert [Course.objects.count(), Membership.objects.count(),
+            WorkspaceTemplate.objects.count(), ApprovedTemplate.objects.count(),
+            InstancePrice.objects.count()] == counts == [1, 6, 3, 2, 4]
+    roles = sorted(Membership.objects.values_list("role", flat=True))
+    assert roles == ["head_ta", "instructor", "student", "student", "student", "ta"]
+    approved = set(ApprovedTemplate.objects.values_list("template__slug", flat=True))
+    assert approved == {"ml-cpu-student", "ml-final-project"}
+    price = InstancePrice.objects.get(instance_type="p3.2xlarge", region="us-east-1")
+    assert str(price.usd_per_hour) == "3.060000" and "aws.amazon.com" in price.source
+
+
+def test_the_openapi_schema_describes_launch_stop_and_start(client, db):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+
+    assert {"/api/workspaces/", "/api/workspaces/{id}/", "/api/workspaces/{id}/stop/",
+            "/api/workspaces/{id}/start/",
+            "/api/courses/{course_id}/templates/"} <= set(schema["paths"])
+    assert client.get("/api/docs/").status_code == 200
