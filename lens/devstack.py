@@ -309,7 +309,9 @@ def cmd_demo() -> int:
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Explicit, because a shell that starts us in the background ignores SIGINT.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
         _manage(stack, "migrate", "--no-input", "-v", "0")
         _manage(stack, "demo_seed")
@@ -320,8 +322,7 @@ def cmd_demo() -> int:
                     "lens.asgi:application"],
             "worker": [str(bin_dir / "celery"), "-A", "lens", "worker", "-l", "info",
                        "--concurrency", "4", "-n", "demo@%h"],
-            "beat": [str(bin_dir / "celery"), "-A", "lens", "beat", "-l", "info",
-                     "--schedule", str(VAR / "celerybeat-schedule")],
+            "beat": [str(bin_dir / "celery"), "-A", "lens", "beat", "-l", "info"],
         }
         for name, command in commands.items():
             _say(f"starting {name}")

@@ -101,13 +101,13 @@ class WorkspaceQuerySet(models.QuerySet):
 
 class Workspace(models.Model):
     class StopReason(models.TextChoices):
-        USER = "user", "Stopped by you"
-        IDLE = "idle", "Idle"
-        BUDGET = "budget", "Budget reached"
-        DAILY_CAP = "daily_cap", "Daily cap reached"
-        TERM_END = "term_end", "Term ended"
-        STAFF = "staff", "Stopped by course staff"
-        SPOT = "spot", "Spot interruption"
+        USER = "user", "by its owner"
+        IDLE = "idle", "idle for too long"
+        BUDGET = "budget", "budget used up"
+        DAILY_CAP = "daily_cap", "daily cost cap reached"
+        TERM_END = "term_end", "the term ended"
+        STAFF = "staff", "by course staff"
+        SPOT = "spot", "AWS reclaimed the spot capacity"
 
     owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="workspaces")
     template = models.ForeignKey(WorkspaceTemplate, on_delete=models.PROTECT,

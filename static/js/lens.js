@@ -7,10 +7,11 @@ document.addEventListener("htmx:wsClose", (e) => {
   const section = e.target.closest("[ws-connect]");
   if (section) section.dataset.live = "closed";
 });
-// Clear the name field after a launch the server accepted.
+// Clear the name field after a launch the server accepted (never after a refusal).
 document.addEventListener("htmx:afterRequest", (e) => {
   const form = e.target.closest("form");
-  if (form && e.detail.successful && form.querySelector("input[name=name]")) {
+  const accepted = e.detail.xhr && e.detail.xhr.status >= 200 && e.detail.xhr.status < 300;
+  if (form && accepted && form.querySelector("input[name=name]")) {
     form.querySelector("input[name=name]").value = "";
   }
 });
