@@ -13,7 +13,7 @@ TEST_ENV := CHANNEL_LAYER_PREFIX=lens-test CELERY_QUEUE=lens-test DEBUG=true
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[local,dev]"
 	@touch $@
 
 install: $(VENV)/.installed
