@@ -11,6 +11,7 @@ router.register("workspaces", WorkspaceViewSet, basename="api-workspace")
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("account/api-token/", views.api_token, name="api-token"),
     path("", include("provisioning.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

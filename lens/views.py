@@ -1,6 +1,9 @@
 """The home page: the signed-in member's dashboard, or the landing page."""
 
-from django.shortcuts import render
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from rest_framework.authtoken.models import Token
 
 from courses.models import Membership
 from provisioning.cards import member_workspace_cards
@@ -17,3 +20,15 @@ def home(request):
     courses = [{"membership": m, "course": m.course, "offers": offers[m.course_id],
                 "cards": cards[m.pk]} for m in memberships]
     return render(request, "lens/home.html", {"courses": courses})
+
+
+@login_required
+def api_token(request):
+    """Show the user's API token; POST makes a new one (the old one stops working)."""
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        token = Token.objects.create(user=request.user)
+        messages.success(request, "A new API token was made; the previous one no longer works.")
+        return redirect("api-token")
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "lens/api_token.html", {"token": token})

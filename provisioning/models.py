@@ -93,7 +93,7 @@ class ApprovedTemplate(models.Model):
 
 class WorkspaceQuerySet(models.QuerySet):
     def visible_on_dashboard(self) -> WorkspaceQuerySet:
-        return self.exclude(state__in=[State.TERMINATED, State.ARCHIVED])
+        return self.exclude(state=State.ARCHIVED)
 
     def active(self) -> WorkspaceQuerySet:
         return self.filter(state__in=ACTIVE_STATES)

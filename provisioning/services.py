@@ -331,6 +331,26 @@ def workspace_is_settled(workspace: Workspace | None) -> bool:
         State.REQUESTED, State.PENDING, State.STOPPING, State.HIBERNATING, State.TERMINATING}
 
 
+def workspace_mark_gone(*, workspace_id: int, reason: str) -> Workspace | None:
+    """AWS no longer has the instance: fold that in (AWS is the source of truth).
+
+    The card keeps showing the workspace as terminated, with the reason.
+    """
+    workspace = _fresh(workspace_id)
+    if workspace is None or workspace.state in {State.TERMINATED, State.ARCHIVED}:
+        return workspace
+    try:
+        with transaction.atomic():
+            if workspace.state != State.TERMINATING:
+                workspace_transition(workspace=workspace, to=State.TERMINATING, reason=reason[:200],
+                                     failure_reason=reason)
+            workspace_transition(workspace=workspace, to=State.TERMINATED, reason=reason[:200],
+                                 failure_reason=reason, public_ip=None, public_dns="")
+    except StaleState:
+        pass
+    return _fresh(workspace_id)
+
+
 def workspace_fail(*, workspace_id: int, reason: str) -> Workspace | None:
     """Record why a launch or start gave up, where the member's card shows it."""
     workspace = _fresh(workspace_id)

@@ -22,6 +22,10 @@ def _run(task, work, workspace_id: int) -> None:
     """Do `work`; retry transient AWS errors with backoff; record giving up."""
     try:
         workspace = work(workspace_id=workspace_id)
+    except aws.InstanceNotFound as exc:
+        services.workspace_mark_gone(workspace_id=workspace_id, reason=f"AWS no longer has the "
+                                     f"instance ({exc}).")
+        return
     except aws.AwsError as exc:
         if exc.transient and task.request.retries < MAX_RETRIES:
             raise task.retry(exc=exc, countdown=min(2 ** task.request.retries, 60)) from exc
@@ -55,6 +59,10 @@ def workspace_settle_task(self, workspace_id: int, check: int = 1, follow: bool 
         return
     try:
         workspace = services.workspace_sync(workspace=workspace)
+    except aws.InstanceNotFound as exc:
+        services.workspace_mark_gone(workspace_id=workspace_id, reason=f"AWS no longer has the "
+                                     f"instance ({exc}).")
+        return
     except aws.AwsError as exc:
         if not exc.transient:
             services.workspace_fail(workspace_id=workspace_id, reason=str(exc))

@@ -119,3 +119,18 @@ def test_course_templates_api_lists_prices_to_members_only(client, approved, stu
     client.logout()
     login(client, MembershipFactory(user__username="stranger"))
     assert client.get(f"/api/courses/{student.course_id}/templates/").status_code == 404
+
+
+def test_a_user_makes_and_replaces_their_own_api_token(client, student):
+    login(client, student)
+
+    client.post("/account/api-token/")
+    first = Token.objects.get(user=student.user).key
+    client.post("/account/api-token/")
+    second = Token.objects.get(user=student.user).key
+
+    assert first != second
+    assert second in client.get("/account/api-token/").content.decode()
+    client.logout()
+    assert client.get("/api/workspaces/", HTTP_AUTHORIZATION=f"Token {second}").status_code == 200
+    assert client.get("/api/workspaces/", HTTP_AUTHORIZATION=f"Token {first}").status_code == 401

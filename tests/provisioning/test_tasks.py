@@ -1,6 +1,7 @@
 import pytest
 
 from provisioning import aws, services, tasks
+from provisioning.models import Workspace
 from provisioning.states import State
 from tests.conftest import ec2, instances_tagged
 
@@ -153,3 +154,20 @@ def test_a_task_for_a_workspace_already_done_returns_quietly(requested, fake_aws
     tasks.workspace_launch_task.delay(999999)  # deleted or never existed
 
     assert requested.events.count() == events
+
+
+def test_an_instance_aws_no_longer_has_is_folded_in_as_terminated_with_the_reason(
+        requested, django_capture_on_commit_callbacks, client):
+    tasks.workspace_launch_task.delay(requested.pk)
+    requested.refresh_from_db()
+    Workspace.objects.filter(pk=requested.pk).update(instance_id="i-00000000000000000")
+    requested.refresh_from_db()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.workspace_stop(workspace=requested, actor=requested.owner.user)
+
+    requested.refresh_from_db()
+    assert requested.state == State.TERMINATED
+    assert "no longer has the instance" in requested.failure_reason
+    client.force_login(requested.owner.user)
+    assert "no longer has the instance" in client.get("/").content.decode()
