@@ -208,7 +208,8 @@ def workspace_stop(*, workspace: Workspace, actor,
         raise TransitionNotAllowed(f"Only a running workspace can be stopped; "
                                    f"{workspace.name} is {workspace.get_state_display().lower()}.")
     with transaction.atomic():
-        workspace_transition(workspace=workspace, to=State.STOPPING, actor=actor, reason=reason,
+        workspace_transition(workspace=workspace, to=State.STOPPING, actor=actor,
+                             reason=f"stop requested ({Workspace.StopReason(reason).label})",
                              stop_reason=reason)
         transaction.on_commit(lambda: tasks.workspace_stop_task.delay(workspace.pk))
     return workspace
