@@ -46,6 +46,16 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _already_ours(pid_file: Path, port: int, settings_hint: str) -> bool:
+    """True when our own server from an earlier command is up; refuse a stranger's port."""
+    if _pid_alive(pid_file) and _port_open(port):
+        return True
+    if _port_open(port):
+        raise SystemExit(f"[lens] Port {port} is taken by another program; set {settings_hint}.")
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    return False
+
+
 def _wait_port(port: int, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -108,12 +118,8 @@ def postgres_up() -> tuple[str, bool]:
     """Start the embedded PostgreSQL if needed; returns (url, started_here)."""
     data = VAR / "postgres"
     url = f"postgres://postgres@127.0.0.1:{PG_PORT}/{DB_NAME}"
-    if _pid_alive(data / "postmaster.pid") and _port_open(PG_PORT):
+    if _already_ours(data / "postmaster.pid", PG_PORT, "LENS_PG_PORT or DATABASE_URL"):
         return url, False
-    if _port_open(PG_PORT):
-        raise SystemExit(f"[lens] Port {PG_PORT} is taken by another program; "
-                         "set LENS_PG_PORT or DATABASE_URL.")
-    data.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         _pg_prepare_root(data)
     if not (data / "PG_VERSION").exists():
@@ -156,12 +162,8 @@ def redis_up() -> tuple[str, bool]:
     data = VAR / "valkey"
     url = f"redis://127.0.0.1:{REDIS_PORT}/0"
     pid_file = data / "valkey.pid"
-    if _pid_alive(pid_file) and _port_open(REDIS_PORT):
+    if _already_ours(pid_file, REDIS_PORT, "LENS_REDIS_PORT or REDIS_URL"):
         return url, False
-    if _port_open(REDIS_PORT):
-        raise SystemExit(f"[lens] Port {REDIS_PORT} is taken by another program; "
-                         "set LENS_REDIS_PORT or REDIS_URL.")
-    data.mkdir(parents=True, exist_ok=True)
     _say(f"starting Valkey (Redis-compatible) on 127.0.0.1:{REDIS_PORT}")
     subprocess.run([_valkey_bin("valkey-server"), "--bind", "127.0.0.1", "--port", str(REDIS_PORT),
                     "--dir", str(data), "--daemonize", "yes", "--pidfile", str(pid_file),
@@ -193,12 +195,8 @@ def moto_up() -> tuple[str, bool]:
     data = VAR / "moto"
     url = f"http://127.0.0.1:{MOTO_PORT}"
     pid_file = data / "moto.pid"
-    if _pid_alive(pid_file) and _port_open(MOTO_PORT):
+    if _already_ours(pid_file, MOTO_PORT, "LENS_MOTO_PORT or AWS_ENDPOINT_URL"):
         return url, False
-    if _port_open(MOTO_PORT):
-        raise SystemExit(f"[lens] Port {MOTO_PORT} is taken by another program; "
-                         "set LENS_MOTO_PORT or AWS_ENDPOINT_URL.")
-    data.mkdir(parents=True, exist_ok=True)
     _say(f"starting a local fake AWS (moto) on 127.0.0.1:{MOTO_PORT}")
     log = open(data / "moto.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
