@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from billing.models import InstancePrice
+from billing.models import InstancePrice, StoragePrice
 
 
 @admin.register(InstancePrice)
@@ -9,3 +9,9 @@ class InstancePriceAdmin(admin.ModelAdmin):
                     "gpu_count", "source", "fetched_on"]
     list_filter = ["region", "market"]
     search_fields = ["instance_type"]
+
+
+@admin.register(StoragePrice)
+class StoragePriceAdmin(admin.ModelAdmin):
+    list_display = ["volume_type", "region", "usd_per_gb_month", "source", "fetched_on"]
+    list_filter = ["region", "volume_type"]

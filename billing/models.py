@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 
 
@@ -39,3 +40,86 @@ class InstancePrice(models.Model):
     @property
     def usd_per_day(self) -> Decimal:
         return self.usd_per_hour * 24
+
+
+class LedgerEntry(models.Model):
+    """One line of money history. Append-only: PostgreSQL refuses UPDATE and DELETE.
+
+    Amounts are positive. Spend = Σ usage + Σ adjustment (an adjustment may be
+    negative: a credit). Committed = spend + the unused part of open holds.
+    A `cap` entry records a change of the member's budget cap (amount = the new
+    cap); it is not spend. Workspaces are referred to by id only, so billing
+    does not depend on provisioning.
+    """
+
+    class Kind(models.TextChoices):
+        HOLD = "hold", "Hold"
+        RELEASE = "release", "Release"
+        USAGE = "usage", "Usage"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        CAP = "cap", "Cap change"
+
+    class Meter(models.TextChoices):
+        COMPUTE = "compute", "Compute"
+        STORAGE = "storage", "Storage"
+
+    membership = models.ForeignKey("courses.Membership", on_delete=models.PROTECT,
+                                   related_name="ledger_entries")
+    course = models.ForeignKey("courses.Course", on_delete=models.PROTECT,
+                               related_name="ledger_entries")
+    workspace_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    meter = models.CharField(max_length=16, choices=Meter.choices, blank=True)
+    amount = models.DecimalField(max_digits=18, decimal_places=6)
+    usd_per_hour = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
+                                       help_text="The rate a usage line was priced at.")
+    interval_start = models.DateTimeField(null=True, blank=True)
+    interval_end = models.DateTimeField(null=True, blank=True)
+    hold = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="releases", help_text="The hold a release closes.")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.PROTECT,
+                              related_name="+")
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(fields=["membership", "kind"]),
+            models.Index(fields=["course", "kind"]),
+            models.Index(fields=["workspace_id", "meter", "interval_start"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind="adjustment") | models.Q(amount__gte=0),
+                name="ledger_amount_not_negative_except_adjustments",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} for {self.membership_id}"
+
+
+class StoragePrice(models.Model):
+    """EBS price per GB-month: home volumes cost money while stopped, so they are metered too."""
+
+    region = models.CharField(max_length=32)
+    volume_type = models.CharField(max_length=16, default="gp3")
+    usd_per_gb_month = models.DecimalField(max_digits=12, decimal_places=6)
+    source = models.CharField(max_length=200, help_text="Where the price came from.")
+    fetched_on = models.DateField()
+
+    class Meta:
+        ordering = ["region", "volume_type"]
+        constraints = [
+            models.UniqueConstraint(fields=["region", "volume_type"], name="storage_price_unique"),
+            models.CheckConstraint(
+                condition=models.Q(usd_per_gb_month__gt=Decimal("0")),
+                name="storage_price_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.volume_type} {self.region} ${self.usd_per_gb_month}/GB-month"

@@ -18,20 +18,31 @@ class Action(StrEnum):
     LAUNCH = "launch"
     VIEW_WORKSPACE = "view_workspace"
     OPERATE_WORKSPACE = "operate_workspace"  # stop, start
+    VIEW_MONEY = "view_money"  # a member's spend, ledger and reports
+    MANAGE_BUDGET = "manage_budget"  # change caps, grant adjustments
+    VIEW_COURSE_MONEY = "view_course_money"  # every member's spend, the course report
 
 
 # Course-wide powers over other members' workspaces, by role.
 _STAFF_WORKSPACE_ACTIONS: dict[str, set[Action]] = {
-    Role.INSTRUCTOR: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE},
-    Role.HEAD_TA: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE},
-    Role.TA: {Action.VIEW_WORKSPACE},
+    Role.INSTRUCTOR: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE, Action.VIEW_MONEY,
+                      Action.MANAGE_BUDGET},
+    Role.HEAD_TA: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE, Action.VIEW_MONEY},
+    Role.TA: {Action.VIEW_WORKSPACE, Action.VIEW_MONEY},
+    Role.STUDENT: set(),
+}
+_COURSE_ACTIONS: dict[str, set[Action]] = {
+    Role.INSTRUCTOR: {Action.VIEW_COURSE_MONEY},
+    Role.HEAD_TA: {Action.VIEW_COURSE_MONEY},
+    Role.TA: {Action.VIEW_COURSE_MONEY},
     Role.STUDENT: set(),
 }
 
 
 def membership_may(*, actor: Membership | None, action: Action,
                    owner: Membership | None = None) -> bool:
-    """May the member `actor` do `action`, on the workspace owned by `owner`?
+    """May the member `actor` do `action`, on what belongs to the member `owner`
+    (a workspace, their money), or on the course itself when `owner` is None?
 
     `actor` must be the acting user's membership in the object's course (the
     caller looks it up by course), so another course's membership never
@@ -46,7 +57,8 @@ def membership_may(*, actor: Membership | None, action: Action,
     if action is Action.LAUNCH:
         return True
     if owner is None:
-        return False
-    if owner.pk == actor.pk:
-        return action in {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE}
+        return action in _COURSE_ACTIONS[actor.role]
+    if owner.pk == actor.pk and action in {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE,
+                                           Action.VIEW_MONEY}:
+        return True
     return action in _STAFF_WORKSPACE_ACTIONS[actor.role]

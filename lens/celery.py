@@ -13,6 +13,10 @@ app.autodiscover_tasks()
 # Beat's periodic work. django-celery-beat copies these into its tables at
 # start, so they can also be paused or re-timed from the admin.
 app.conf.beat_schedule = {
+    "billing-sweep": {
+        "task": "provisioning.tasks.billing_sweep_task",
+        "schedule": 60.0,
+    },
     "workspaces-settle-sweep": {
         "task": "provisioning.tasks.workspaces_settle_sweep",
         "schedule": 60.0,

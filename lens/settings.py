@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from lens.env import env_bool, env_int, env_list, env_str
+from lens.env import env_bool, env_decimal, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -128,6 +128,15 @@ AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL", "")
 AWS_DEFAULT_REGION = env_str("AWS_DEFAULT_REGION", "us-east-1")
 # Seconds between checks of a machine that is on its way up or down.
 LENS_POLL_SECONDS = env_int("LENS_POLL_SECONDS", 5)
+
+# --- Money -------------------------------------------------------------------
+# A launch or start sets aside this many hours at the machine's price.
+LENS_HOLD_HOURS = env_decimal("LENS_HOLD_HOURS", "1")
+# Budget stops are sent this many seconds before the money runs out, to cover
+# the time AWS takes to stop a machine.
+LENS_STOP_LEAD_SECONDS = env_int("LENS_STOP_LEAD_SECONDS", 5)
+# EBS prices are per GB-month; AWS prorates a month as 730 hours.
+LENS_HOURS_PER_MONTH = 730
 
 # --- Sign-in (django-allauth) ---------------------------------------------
 AUTHENTICATION_BACKENDS = [

@@ -7,14 +7,23 @@ exceptions so callers never see botocore types.
 
 from __future__ import annotations
 
+import copy
+import json
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 if TYPE_CHECKING:
     from provisioning.models import CloudAccount
@@ -137,6 +146,9 @@ def _translate(exc: Exception) -> AwsError:
         if status >= 500:
             return AwsUnavailable(text)
         return AwsError(text)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return AwsError(f"No usable AWS credentials: {exc}. Configure credentials for this "
+                        "process or give the cloud account a role to assume.")
     if isinstance(exc, EndpointConnectionError | BotoCoreError):
         return AwsUnavailable(f"Could not reach AWS: {exc}")
     raise exc
@@ -235,3 +247,159 @@ def instances_start(account: CloudAccount, instance_ids: list[str]) -> None:
         _client(account, "ec2").start_instances(InstanceIds=instance_ids)
     except (ClientError, BotoCoreError) as exc:
         raise _translate(exc) from exc
+
+
+# --- prices ------------------------------------------------------------------
+
+PRICE_LIST_REGION = "us-east-1"  # the Price List query API answers here, whatever the account's
+# The Price List API names regions by location, and keeps the old "EU (…)" names.
+PRICE_LIST_LOCATIONS = {
+    "us-east-1": "US East (N. Virginia)",
+    "us-east-2": "US East (Ohio)",
+    "us-west-1": "US West (N. California)",
+    "us-west-2": "US West (Oregon)",
+    "eu-west-1": "EU (Ireland)",
+    "eu-west-2": "EU (London)",
+    "eu-central-1": "EU (Frankfurt)",
+}
+_PRICE_LIST_FILTERS = {
+    "operatingSystem": "Linux",
+    "tenancy": "Shared",
+    "preInstalledSw": "NA",
+    "capacitystatus": "Used",
+    "licenseModel": "No License required",
+}
+
+
+def pricing_location(region: str) -> str:
+    """The Price List API's name for a region code."""
+    try:
+        return PRICE_LIST_LOCATIONS[region]
+    except KeyError:
+        known = ", ".join(sorted(PRICE_LIST_LOCATIONS))
+        raise ValueError(f"Lens does not know the AWS Price List name of region {region!r} "
+                         f"(it knows {known}).") from None
+
+
+def pricing_ec2_products(account: CloudAccount, *, location: str,
+                         instance_types: list[str]) -> list[dict]:
+    """On-demand Linux prices and sizes of these types at one Price List location.
+
+    The account gives credentials and endpoint only: the Price List API lives in
+    us-east-1. One query per type keeps answers small and exact. Types AWS does
+    not list are absent from the result; should AWS list two rates for one type,
+    the higher wins, so an estimate never undershoots.
+    """
+    pricing_account = copy.copy(account)
+    pricing_account.region = PRICE_LIST_REGION
+    found: dict[str, dict] = {}
+    for instance_type in dict.fromkeys(instance_types):
+        filters = [{"Type": "TERM_MATCH", "Field": field, "Value": value}
+                   for field, value in {"location": location, "instanceType": instance_type,
+                                        **_PRICE_LIST_FILTERS}.items()]
+        params: dict = {"ServiceCode": "AmazonEC2", "Filters": filters,
+                        "FormatVersion": "aws_v1", "MaxResults": 100}
+        while True:
+            try:
+                response = _client(pricing_account, "pricing").get_products(**params)
+            except ClientError as exc:
+                raise _pricing_error(exc, endpoint_url=account.endpoint_url) from exc
+            except BotoCoreError as exc:
+                raise _translate(exc) from exc
+            for text in response.get("PriceList", []):
+                product = _price_list_product(text)
+                if product is None or product["instance_type"] != instance_type:
+                    continue
+                if (instance_type not in found
+                        or product["usd_per_hour"] > found[instance_type]["usd_per_hour"]):
+                    found[instance_type] = product
+            if not response.get("NextToken"):
+                break
+            params["NextToken"] = response["NextToken"]
+    return list(found.values())
+
+
+def _pricing_error(exc: ClientError, *, endpoint_url: str) -> AwsError:
+    """Say plainly when the endpoint is no Price List API at all (moto has none)."""
+    error = _translate(exc)
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code.isdigit():  # an HTTP status, not an AWS error code: the body was no AWS answer
+        return type(error)(f"{endpoint_url or 'AWS'} did not answer as the Price List API "
+                           f"does (HTTP {code}).")
+    return error
+
+
+def _price_list_product(text: str) -> dict | None:
+    """One PriceList entry as a catalog row, or None when it is not a usable hourly rate."""
+    try:
+        data = json.loads(text)
+        attributes = data["product"]["attributes"]
+        if attributes.get("marketoption", "OnDemand") != "OnDemand":
+            return None  # e.g. Capacity Blocks, listed at $0.00
+        rates = [Decimal(dimension["pricePerUnit"]["USD"])
+                 for term in data.get("terms", {}).get("OnDemand", {}).values()
+                 for dimension in term.get("priceDimensions", {}).values()
+                 if dimension.get("unit") == "Hrs" and "USD" in dimension.get("pricePerUnit", {})]
+        rates = [rate for rate in rates if rate > 0]
+        if not rates:
+            return None
+        product = {
+            "instance_type": attributes["instanceType"],
+            "usd_per_hour": max(rates),
+            "vcpu": int(attributes["vcpu"]),
+            "memory_gib": _gib(attributes["memory"]),
+            "gpu_count": int(_gib(attributes.get("gpu")) or 0),
+        }
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise AwsError(f"The Price List API sent a product Lens cannot read ({exc!r}).") from exc
+    if product["memory_gib"] is None:
+        raise AwsError(f"The Price List API gave no memory size for {product['instance_type']}.")
+    # gpuMemory is the whole instance's ("320 GB HBM2" on 8 GPUs); the catalog keeps it per GPU.
+    # The Price List names no GPU model, so the catalog's own is kept.
+    gpu_memory = _gib(attributes.get("gpuMemory"))
+    if product["gpu_count"] and gpu_memory:
+        product["gpu_memory_gib"] = int(gpu_memory / product["gpu_count"])
+    return product
+
+
+def _gib(text: str | None) -> Decimal | None:
+    """Read "16 GiB", "1,952 GiB", "24 GB" or "1" as a number; "NA" or nothing as None."""
+    if not text:
+        return None
+    number = text.split()[0].replace(",", "")
+    try:
+        return Decimal(number)
+    except InvalidOperation:
+        return None
+
+
+def spot_prices_latest(account: CloudAccount, *, instance_types: list[str]) -> dict[str, Decimal]:
+    """The current Linux spot price of each type in the account's region.
+
+    Spot prices differ by availability zone; the highest zone's latest price is
+    taken so an estimate never undershoots. Types without spot history are absent.
+    """
+    if not instance_types:
+        return {}
+    latest: dict[tuple[str, str], tuple[datetime, Decimal]] = {}
+    params: dict = {"InstanceTypes": list(dict.fromkeys(instance_types)),
+                    "ProductDescriptions": ["Linux/UNIX"],
+                    "StartTime": datetime.now(UTC), "MaxResults": 1000}
+    while True:
+        try:
+            response = _client(account, "ec2").describe_spot_price_history(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+        for record in response.get("SpotPriceHistory", []):
+            price = Decimal(record["SpotPrice"])
+            at = record.get("Timestamp") or datetime.min.replace(tzinfo=UTC)
+            key = (record["InstanceType"], record.get("AvailabilityZone", ""))
+            if price > 0 and (key not in latest or at > latest[key][0]):
+                latest[key] = (at, price)
+        if not response.get("NextToken"):
+            break
+        params["NextToken"] = response["NextToken"]
+    prices: dict[str, Decimal] = {}
+    for (instance_type, _zone), (_at, price) in latest.items():
+        prices[instance_type] = max(price, prices.get(instance_type, price))
+    return prices

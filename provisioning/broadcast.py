@@ -22,11 +22,11 @@ def member_group(membership_id: int) -> str:
 
 
 def broadcast_member_workspaces(*, membership_id: int) -> None:
-    """Send the member's current workspace list to their open dashboards."""
+    """Send the member's workspace list and budget bar to their open dashboards."""
     from provisioning.cards import member_workspace_context
 
     try:
-        html = render_to_string("provisioning/_workspace_list.html",
+        html = render_to_string("provisioning/_member_live.html",
                                 {**member_workspace_context(membership_id=membership_id),
                                  "oob": True})
         async_to_sync(get_channel_layer().group_send)(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from billing.ledger import member_money
 from billing.services import price_map
 from courses.models import Membership
 from provisioning.models import Workspace
@@ -36,7 +37,7 @@ def member_workspace_cards(*, membership_ids: list[int]) -> dict[int, list[Works
 
 
 def member_workspace_context(*, membership_id: int) -> dict:
-    """Template context for one member's workspace list (the live-updated fragment)."""
+    """Context for one member's live fragments: workspace list and budget bar."""
     membership = Membership.objects.select_related("course").get(pk=membership_id)
-    return {"membership": membership,
+    return {"membership": membership, "money": member_money(membership),
             "cards": member_workspace_cards(membership_ids=[membership_id])[membership_id]}

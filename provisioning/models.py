@@ -118,6 +118,13 @@ class Workspace(models.Model):
     state = models.CharField(max_length=20, choices=State.choices, default=State.REQUESTED)
     state_changed_at = models.DateTimeField(auto_now_add=True)
     instance_type = models.CharField(max_length=32, help_text="Copied from the template at launch.")
+    market = models.CharField(max_length=16, default="on_demand",
+                              choices=[("on_demand", "On-demand"), ("spot", "Spot")])
+    root_volume_gib = models.PositiveIntegerField(default=0)
+    home_volume_gib = models.PositiveIntegerField(default=0)
+    # Prices fixed at launch: metering never re-prices a run after the fact.
+    compute_usd_per_hour = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    storage_usd_per_hour = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     instance_id = models.CharField(max_length=40, blank=True)
     client_token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     public_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -130,6 +137,8 @@ class Workspace(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = WorkspaceQuerySet.as_manager()
+    # Set by launch and start: the budget guard's runway warning, for the response.
+    launch_warning = ""
 
     class Meta:
         ordering = ["-created_at"]
@@ -183,3 +192,21 @@ class WorkspaceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workspace_id}: {self.from_state} → {self.to_state} at {self.at:%Y-%m-%d}"
+
+
+class BudgetWatch(models.Model):
+    """When to look again at a member's money: the moment it would run out.
+
+    A scheduled check carries the token it was made with; a newer schedule
+    changes the token, so an outdated check does nothing.
+    """
+
+    membership = models.OneToOneField(Membership, on_delete=models.CASCADE, primary_key=True,
+                                      related_name="budget_watch")
+    token = models.UUIDField(default=uuid.uuid4)
+    check_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=20, blank=True, help_text="budget or daily_cap")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"watch {self.membership_id} at {self.check_at}"

@@ -14,7 +14,16 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.services import PriceNotFound, price_get, price_map
+from billing import ledger
+from billing.estimates import Estimate, estimate_make
+from billing.guard import BudgetRefused, budget_authorize
+from billing.services import (
+    PriceNotFound,
+    StoragePriceNotFound,
+    price_get,
+    price_map,
+    storage_price_get,
+)
 from courses.models import Membership
 from courses.policy import Action, membership_may
 from provisioning import aws
@@ -37,6 +46,10 @@ class StaleState(TransitionError):
     """Someone else changed the workspace first (the compare-and-swap lost)."""
 
 
+class StartRefused(TransitionError):
+    """The budget guard would not let a stopped workspace start again."""
+
+
 class LaunchRefused(Exception):
     """A launch the policy does not allow; `status` is the HTTP status to answer with."""
 
@@ -46,6 +59,17 @@ class LaunchRefused(Exception):
 
 
 # --- the state machine ----------------------------------------------------
+
+# Leaving the billed path: the hold set aside at launch or start is given back.
+_HOLD_ENDS = {State.STOPPED, State.FAILED, State.TERMINATED}
+
+
+def _watch_budget_on_commit(membership_id: int) -> None:
+    """The running set changed: recompute when this member's money runs out."""
+    from provisioning import tasks
+
+    transaction.on_commit(lambda: tasks.member_budget_watch_task.delay(membership_id))
+
 
 
 def workspace_transition(*, workspace: Workspace, to: State, actor=None, reason: str = "",
@@ -68,8 +92,12 @@ def workspace_transition(*, workspace: Workspace, to: State, actor=None, reason:
             raise StaleState(f"Workspace {workspace.pk} is no longer {current}.")
         WorkspaceEvent.objects.create(workspace=workspace, from_state=current, to_state=to,
                                       at=now, actor=actor, reason=reason[:200])
+        if to in _HOLD_ENDS:
+            ledger.holds_release(workspace_id=workspace.pk, note=f"workspace {to}")
         owner_id = workspace.owner_id
         transaction.on_commit(lambda: broadcast_member_workspaces(membership_id=owner_id))
+        if State.RUNNING in (current, to) or to in _HOLD_ENDS:
+            _watch_budget_on_commit(owner_id)
     workspace.state, workspace.state_changed_at = to, now
     for name, value in fields.items():
         setattr(workspace, name, value)
@@ -112,6 +140,21 @@ def course_template_offers(*, course_ids: list[int]) -> dict[int, list[TemplateO
     return offers
 
 
+def course_offer_get(*, membership: Membership, template_slug: str) -> TemplateOffer | None:
+    offers = course_template_offers(course_ids=[membership.course_id])[membership.course_id]
+    return next((o for o in offers if o.template.slug == template_slug), None)
+
+
+def offer_estimate(*, offer: TemplateOffer, membership: Membership, session_hours: Decimal,
+                   sessions_per_week: int) -> Estimate | None:
+    """The template's cost plan, with runway against what the member has left."""
+    if offer.usd_per_hour is None:
+        return None
+    return estimate_make(usd_per_hour=offer.usd_per_hour, session_hours=session_hours,
+                         sessions_per_week=sessions_per_week,
+                         remaining=ledger.member_money(membership).remaining)
+
+
 def _approved_list_text(offers: list[TemplateOffer]) -> str:
     if not offers:
         return "This course has not approved any templates yet; ask your instructor."
@@ -126,6 +169,14 @@ def _approved_list_text(offers: list[TemplateOffer]) -> str:
 
 
 # --- launch, stop, start (called from requests) ---------------------------
+
+
+def storage_usd_per_hour(*, region: str, gib: int) -> Decimal:
+    """What a workspace's volumes cost per hour (gp3, prorated over a 730-hour month)."""
+    if not gib:
+        return Decimal(0)
+    per_gb_month = storage_price_get(region=region).usd_per_gb_month
+    return ledger.money(per_gb_month * gib / settings.LENS_HOURS_PER_MONTH)
 
 
 def cloud_account_default() -> CloudAccount:
@@ -166,15 +217,20 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
             + (f" ({offer.approved.note})" if offer.approved.note else "") + ". "
             + _approved_list_text([o for o in offers if not o.approved.requires_approval]),
             field="template")
+    template = offer.template
     try:
-        price_get(region=membership.course.region, instance_type=offer.template.instance_type)
-    except PriceNotFound as exc:
+        compute = price_get(region=membership.course.region,
+                            instance_type=template.instance_type).usd_per_hour
+        storage = storage_usd_per_hour(
+            region=membership.course.region,
+            gib=template.root_volume_gib + template.home_volume_gib)
+    except (PriceNotFound, StoragePriceNotFound) as exc:
         raise LaunchRefused(str(exc), status=409, field="template") from exc
 
     limit = membership.course.max_concurrent_workspaces
     with transaction.atomic():
         # Lock the member's row so concurrent clicks count each other.
-        Membership.objects.select_for_update().get(pk=membership.pk)
+        Membership.objects.select_for_update(no_key=True).get(pk=membership.pk)
         active = Workspace.objects.filter(owner=membership).active().count()
         if limit and active >= limit:
             raise LaunchRefused(
@@ -184,16 +240,27 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
         try:
             with transaction.atomic():
                 workspace = Workspace.objects.create(
-                    owner=membership, template=offer.template, name=name,
+                    owner=membership, template=template, name=name,
                     cloud_account=cloud_account_default(),
-                    instance_type=offer.template.instance_type, state=State.REQUESTED,
+                    instance_type=template.instance_type, state=State.REQUESTED,
+                    root_volume_gib=template.root_volume_gib,
+                    home_volume_gib=template.home_volume_gib,
+                    compute_usd_per_hour=compute, storage_usd_per_hour=storage,
                 )
         except IntegrityError:
             raise LaunchRefused(f"You already have a workspace named {name!r}.", status=409,
                                 field="name") from None
+        try:
+            authorization = budget_authorize(
+                membership=membership, workspace_id=workspace.pk, usd_per_hour=compute,
+                what=f"{template.slug} ({template.instance_type})",
+                at=workspace.state_changed_at, actor=actor)
+        except BudgetRefused as refusal:
+            raise LaunchRefused(refusal.message) from refusal
+        workspace.launch_warning = authorization.warning
         WorkspaceEvent.objects.create(workspace=workspace, from_state="", to_state=State.REQUESTED,
                                       at=workspace.state_changed_at, actor=actor,
-                                      reason=f"launch {offer.template.slug}")
+                                      reason=f"launch {template.slug}")
         workspace_id, owner_id = workspace.pk, membership.pk
         transaction.on_commit(lambda: tasks.workspace_launch_task.delay(workspace_id))
         transaction.on_commit(lambda: broadcast_member_workspaces(membership_id=owner_id))
@@ -222,8 +289,17 @@ def workspace_start(*, workspace: Workspace, actor) -> Workspace:
         raise TransitionNotAllowed(f"Only a stopped workspace can be started; "
                                    f"{workspace.name} is {workspace.get_state_display().lower()}.")
     with transaction.atomic():
+        try:
+            authorization = budget_authorize(
+                membership=workspace.owner, workspace_id=workspace.pk,
+                usd_per_hour=workspace.compute_usd_per_hour,
+                what=f"{workspace.name} ({workspace.instance_type})", at=timezone.now(),
+                actor=actor)
+        except BudgetRefused as refusal:
+            raise StartRefused(refusal.message) from refusal
         workspace_transition(workspace=workspace, to=State.PENDING, actor=actor, reason="start",
                              stop_reason="", failure_reason="")
+        workspace.launch_warning = authorization.warning
         transaction.on_commit(lambda: tasks.workspace_start_task.delay(workspace.pk))
     return workspace
 

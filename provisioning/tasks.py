@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
-from provisioning import aws, services
-from provisioning.models import Workspace
+from provisioning import aws, enforcement, metering, services
+from provisioning.broadcast import broadcast_member_workspaces
+from provisioning.models import BudgetWatch, Workspace
 from provisioning.states import SETTLING_STATES
 
 log = logging.getLogger(__name__)
@@ -89,3 +92,40 @@ def workspaces_settle_sweep() -> int:
     for workspace_id in ids:
         workspace_settle_task.delay(workspace_id, follow=False)
     return len(ids)
+
+
+# --- money -----------------------------------------------------------------
+
+
+@shared_task
+def member_budget_watch_task(membership_id: int) -> None:
+    """The member's running set changed: meter them and reschedule their stop."""
+    enforcement.member_budget_enforce(membership_id=membership_id, now=timezone.now())
+
+
+@shared_task
+def member_budget_check_task(membership_id: int, token: str) -> None:
+    """The scheduled moment a member's money runs out; outdated schedules do nothing."""
+    watch = BudgetWatch.objects.filter(membership_id=membership_id).first()
+    if watch is None or str(watch.token) != token or watch.check_at is None:
+        return
+    now = timezone.now()
+    if now < watch.check_at - timedelta(seconds=1):
+        return  # delivered early (eager mode, clock skew): the sweep or a later check acts
+    enforcement.member_budget_enforce(membership_id=membership_id, now=now)
+
+
+@shared_task
+def billing_sweep_task() -> int:
+    """Every minute: meter everything, then check everyone who is running.
+
+    The safety net behind the scheduled checks, and what keeps storage-only
+    spend current for stopped workspaces.
+    """
+    now = timezone.now()
+    metering.workspaces_meter(now=now)
+    members = enforcement.members_running(now=now)
+    for membership_id in members:
+        enforcement.member_budget_enforce(membership_id=membership_id, now=now)
+        broadcast_member_workspaces(membership_id=membership_id)  # the budget bar moves
+    return len(members)

@@ -4,6 +4,8 @@ from provisioning import views
 
 urlpatterns = [
     path("courses/<int:course_id>/launch/", views.launch, name="workspace-launch"),
+    path("courses/<int:course_id>/templates/<slug:slug>/estimate/", views.estimate,
+         name="template-estimate"),
     path("workspaces/<int:workspace_id>/", views.detail, name="workspace-detail"),
     path("workspaces/<int:workspace_id>/stop/", views.stop, name="workspace-stop"),
     path("workspaces/<int:workspace_id>/start/", views.start, name="workspace-start"),

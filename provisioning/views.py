@@ -13,12 +13,13 @@ from courses.services import membership_get_active
 from provisioning import services
 from provisioning.access import workspace_get_for
 from provisioning.cards import member_workspace_context
+from provisioning.forms import EstimateForm
 
 
 def _list_fragment(request, membership_id: int, *, status: int = 200,
-                   notice: str = "", error: str = "") -> HttpResponse:
+                   notice: str = "", error: str = "", warning: str = "") -> HttpResponse:
     context = {**member_workspace_context(membership_id=membership_id), "oob": True,
-               "notice": notice, "error": error}
+               "notice": notice, "error": error, "warning": warning}
     return render(request, "provisioning/_action_result.html", context, status=status)
 
 
@@ -40,8 +41,11 @@ def launch(request, course_id: int):
     notice = f"Launching {workspace.name} — this page updates as it comes up."
     if not request.htmx:
         messages.success(request, notice)
+        if workspace.launch_warning:
+            messages.warning(request, workspace.launch_warning)
         return redirect("home")
-    return _list_fragment(request, membership.pk, notice=notice)
+    return _list_fragment(request, membership.pk, notice=notice,
+                          warning=workspace.launch_warning)
 
 
 def _operate(request, workspace_id: int, operation) -> HttpResponse:
@@ -56,7 +60,8 @@ def _operate(request, workspace_id: int, operation) -> HttpResponse:
         if error:
             messages.error(request, error)
         return redirect("home")
-    return _list_fragment(request, workspace.owner_id, status=409 if error else 200, error=error)
+    return _list_fragment(request, workspace.owner_id, status=409 if error else 200, error=error,
+                          warning=workspace.launch_warning)
 
 
 @login_required
@@ -79,3 +84,24 @@ def detail(request, workspace_id: int):
     return render(request, "provisioning/workspace_detail.html",
                   {"workspace": workspace, "events": events,
                    "course": workspace.owner.course})
+
+
+@login_required
+def estimate(request, course_id: int, slug: str):
+    """What a template costs per session, week and month, against the member's budget."""
+    membership = membership_get_active(user=request.user, course_id=course_id)
+    if membership is None:
+        raise Http404("You are not a member of this course.")
+    offer = services.course_offer_get(membership=membership, template_slug=slug)
+    if offer is None:
+        raise Http404("That template is not approved for this course.")
+    form = EstimateForm(request.GET or {name: field.initial
+                                        for name, field in EstimateForm.base_fields.items()})
+    plan = None
+    if form.is_valid():
+        plan = services.offer_estimate(offer=offer, membership=membership,
+                                       session_hours=form.cleaned_data["hours"],
+                                       sessions_per_week=form.cleaned_data["sessions"])
+    return render(request, "provisioning/estimate.html",
+                  {"form": form, "offer": offer, "plan": plan, "course": membership.course,
+                   "membership": membership})

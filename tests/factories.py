@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import factory
 from django.contrib.auth import get_user_model
 
@@ -28,6 +30,7 @@ class CourseFactory(factory.django.DjangoModelFactory):
     status = Course.Status.ACTIVE
     time_zone = "America/New_York"
     max_concurrent_workspaces = 0  # no limit unless a test sets one
+    default_member_budget = Decimal("50.00")
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

@@ -30,7 +30,7 @@ def test_demo_data_can_be_loaded_twice_without_duplicates(db):
 
     assert [Course.objects.count(), Membership.objects.count(),
             WorkspaceTemplate.objects.count(), ApprovedTemplate.objects.count(),
-            InstancePrice.objects.count()] == counts == [1, 6, 3, 2, 4]
+            InstancePrice.objects.count()] == counts == [1, 6, 3, 2, 102]
     roles = sorted(Membership.objects.values_list("role", flat=True))
     assert roles == ["head_ta", "instructor", "student", "student", "student", "ta"]
     approved = set(ApprovedTemplate.objects.values_list("template__slug", flat=True))

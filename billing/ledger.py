@@ -1,0 +1,194 @@
+"""The ledger's services: what has been spent, what is committed, and the
+lines that record it. Every line is appended once, keyed by an idempotency
+key, so a task that runs twice writes nothing the second time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import DecimalField, Max, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from billing.models import LedgerEntry
+from courses.models import Membership
+
+Kind = LedgerEntry.Kind
+Meter = LedgerEntry.Meter
+SIX = Decimal("0.000001")
+ZERO = Decimal("0")
+_SPEND = Q(kind=Kind.USAGE) | Q(kind=Kind.ADJUSTMENT)
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(SIX, rounding=ROUND_HALF_UP)
+
+
+def cost_of(*, usd_per_hour: Decimal, seconds: float | Decimal) -> Decimal:
+    """Per-second price of `seconds` at an hourly rate, to the micro-dollar."""
+    return money(usd_per_hour * Decimal(str(seconds)) / Decimal(3600))
+
+
+def _sum(queryset, field: str = "amount") -> Decimal:
+    return queryset.aggregate(total=Coalesce(Sum(field), Value(ZERO),
+                                             output_field=DecimalField()))["total"]
+
+
+def _append(**fields) -> LedgerEntry | None:
+    """Insert a line unless its idempotency key is already there."""
+    try:
+        with transaction.atomic():
+            return LedgerEntry.objects.create(**fields)
+    except IntegrityError:
+        if LedgerEntry.objects.filter(idempotency_key=fields["idempotency_key"]).exists():
+            return None
+        raise
+
+
+# --- reading --------------------------------------------------------------
+
+
+def member_cap(membership: Membership) -> Decimal:
+    """The member's cap: their own if set, else the course's default per member."""
+    if membership.budget_cap is not None:
+        return membership.budget_cap
+    return membership.course.default_member_budget
+
+
+def member_spend(*, membership_id: int, since: datetime | None = None) -> Decimal:
+    lines = LedgerEntry.objects.filter(_SPEND, membership_id=membership_id)
+    if since is not None:
+        lines = lines.filter(interval_start__gte=since)
+    return _sum(lines)
+
+
+def _open_holds(lines):
+    """Holds not yet released, each with what is still unused of it.
+
+    A hold covers the first billable stretch of a run; as usage for that
+    workspace is metered, the hold shrinks, so nothing is counted twice.
+    """
+    used = (LedgerEntry.objects.filter(kind=Kind.USAGE, meter=Meter.COMPUTE,
+                                       workspace_id=OuterRef("workspace_id"),
+                                       interval_start__gte=OuterRef("interval_start"))
+            .values("workspace_id").annotate(total=Sum("amount")).values("total"))
+    return (lines.filter(kind=Kind.HOLD, releases__isnull=True)
+            .annotate(used=Coalesce(Subquery(used), Value(ZERO), output_field=DecimalField())))
+
+
+def _unused(holds) -> Decimal:
+    return sum((max(ZERO, h.amount - h.used) for h in holds), ZERO)
+
+
+def member_committed(*, membership_id: int) -> Decimal:
+    """Spend plus what open holds still reserve."""
+    holds = _open_holds(LedgerEntry.objects.filter(membership_id=membership_id))
+    return member_spend(membership_id=membership_id) + _unused(holds)
+
+
+def course_committed(*, course_id: int) -> Decimal:
+    spend = _sum(LedgerEntry.objects.filter(_SPEND, course_id=course_id))
+    return spend + _unused(_open_holds(LedgerEntry.objects.filter(course_id=course_id)))
+
+
+@dataclass(frozen=True)
+class MemberMoney:
+    cap: Decimal
+    spend: Decimal
+    committed: Decimal
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.cap - self.committed
+
+    @property
+    def share(self) -> Decimal:
+        """Spend as a share of the cap (0–1+), for bars and alerts."""
+        return self.spend / self.cap if self.cap > 0 else Decimal(1)
+
+    @property
+    def percent(self) -> int:
+        """Share of the cap spent, 0–100, for a progress bar."""
+        return min(100, max(0, int(self.share * 100)))
+
+
+def member_money(membership: Membership) -> MemberMoney:
+    return MemberMoney(cap=member_cap(membership),
+                       spend=member_spend(membership_id=membership.pk),
+                       committed=member_committed(membership_id=membership.pk))
+
+
+# --- writing --------------------------------------------------------------
+
+
+def hold_place(*, membership: Membership, workspace_id: int, amount: Decimal,
+               usd_per_hour: Decimal, at: datetime, actor=None, note: str = "") -> LedgerEntry:
+    sequence = LedgerEntry.objects.filter(kind=Kind.HOLD, workspace_id=workspace_id).count()
+    return LedgerEntry.objects.create(
+        membership=membership, course_id=membership.course_id, workspace_id=workspace_id,
+        kind=Kind.HOLD, meter=Meter.COMPUTE, amount=money(amount), usd_per_hour=usd_per_hour,
+        interval_start=at, idempotency_key=f"hold:{workspace_id}:{sequence}", actor=actor,
+        note=note[:300])
+
+
+def holds_release(*, workspace_id: int, note: str = "") -> int:
+    """Close every open hold of a workspace (it stopped, failed or is gone)."""
+    released = 0
+    for hold in LedgerEntry.objects.filter(kind=Kind.HOLD, workspace_id=workspace_id,
+                                           releases__isnull=True):
+        line = _append(membership_id=hold.membership_id, course_id=hold.course_id,
+                       workspace_id=workspace_id, kind=Kind.RELEASE, meter=Meter.COMPUTE,
+                       amount=hold.amount, hold=hold, idempotency_key=f"release:{hold.pk}",
+                       note=note[:300])
+        released += line is not None
+    return released
+
+
+def usage_cover(*, membership_id: int, course_id: int, workspace_id: int, meter: str,
+                run_start: datetime, covered_until: datetime,
+                usd_per_hour: Decimal) -> LedgerEntry | None:
+    """Bill a run of a workspace up to `covered_until`, from where billing left off.
+
+    Lines are keyed by workspace, meter and interval start, so covering the
+    same stretch twice writes one line.
+    """
+    last_end = (LedgerEntry.objects
+                .filter(kind=Kind.USAGE, workspace_id=workspace_id, meter=meter,
+                        interval_start__gte=run_start)
+                .aggregate(end=Max("interval_end"))["end"])
+    start = max(last_end or run_start, run_start)
+    if covered_until <= start:
+        return None
+    seconds = (covered_until - start) / timedelta(seconds=1)
+    return _append(
+        membership_id=membership_id, course_id=course_id, workspace_id=workspace_id,
+        kind=Kind.USAGE, meter=meter, usd_per_hour=usd_per_hour,
+        amount=cost_of(usd_per_hour=usd_per_hour, seconds=seconds),
+        interval_start=start, interval_end=covered_until,
+        idempotency_key=f"usage:{workspace_id}:{meter}:{start.isoformat()}")
+
+
+def adjustment_grant(*, membership: Membership, amount: Decimal, actor, note: str,
+                     key: str) -> LedgerEntry | None:
+    """A credit (negative) or charge (positive) by staff, with their reason."""
+    now = timezone.now()
+    return _append(membership=membership, course_id=membership.course_id,
+                   kind=Kind.ADJUSTMENT, amount=money(amount), actor=actor, note=note[:300],
+                   interval_start=now, interval_end=now, idempotency_key=f"adjustment:{key}")
+
+
+def cap_set(*, membership: Membership, cap: Decimal, actor, note: str, key: str) -> bool:
+    """Change a member's cap; the change is a ledger line with who and why."""
+    with transaction.atomic():
+        locked = Membership.objects.select_for_update(no_key=True).get(pk=membership.pk)
+        line = _append(membership=locked, course_id=locked.course_id, kind=Kind.CAP,
+                       amount=money(cap), actor=actor, note=note[:300],
+                       idempotency_key=f"cap:{key}")
+        if line is None:
+            return False
+        Membership.objects.filter(pk=locked.pk).update(budget_cap=cap)
+    membership.budget_cap = cap
+    return True
