@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lens.settings")
 
@@ -13,6 +14,11 @@ app.autodiscover_tasks()
 # Beat's periodic work. django-celery-beat copies these into its tables at
 # start, so they can also be paused or re-timed from the admin.
 app.conf.beat_schedule = {
+    # Fridays 16:00 UTC: members, advisors and instructors get the week's costs.
+    "weekly-reports": {
+        "task": "billing.tasks.weekly_reports_send_task",
+        "schedule": crontab(day_of_week="fri", hour=16, minute=0),
+    },
     "billing-sweep": {
         "task": "provisioning.tasks.billing_sweep_task",
         "schedule": 60.0,

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("account/api-token/", views.api_token, name="api-token"),
     path("", include("provisioning.urls")),
+    path("", include("billing.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),

@@ -1,0 +1,3 @@
+"""Billing pages (reports). Routes are added here by the reports work."""
+
+urlpatterns: list = []
