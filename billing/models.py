@@ -123,3 +123,66 @@ class StoragePrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.volume_type} {self.region} ${self.usd_per_gb_month}/GB-month"
+
+
+class BudgetAlert(models.Model):
+    """A threshold (50/80/100 % of a cap) that was crossed, sent once.
+
+    For a member (membership set) or for the whole course (membership empty).
+    The unique constraints make "once" hold even when sweeps race.
+    """
+
+    course = models.ForeignKey("courses.Course", on_delete=models.CASCADE,
+                               related_name="budget_alerts")
+    membership = models.ForeignKey("courses.Membership", null=True, blank=True,
+                                   on_delete=models.CASCADE, related_name="budget_alerts")
+    threshold = models.PositiveSmallIntegerField()
+    spend = models.DecimalField(max_digits=18, decimal_places=6)
+    cap = models.DecimalField(max_digits=12, decimal_places=2)
+    message = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["membership", "threshold"],
+                                    condition=models.Q(membership__isnull=False),
+                                    name="budget_alert_once_per_member"),
+            models.UniqueConstraint(fields=["course", "threshold"],
+                                    condition=models.Q(membership__isnull=True),
+                                    name="budget_alert_once_per_course"),
+        ]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ReportDelivery(models.Model):
+    """A weekly report that was emailed, so each one goes out once per week.
+
+    Kept in the database, not a cache, because "sent" must survive restarts
+    and be shared by every worker. The unique key is what was sent, to whom
+    (their membership, which fixes the course) and the week (its Monday in
+    the course's zone); a second run finds the row and sends nothing.
+    """
+
+    class Kind(models.TextChoices):
+        MEMBER = "member", "Member's weekly report"
+        COURSE = "course", "Course weekly report"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    recipient = models.ForeignKey("courses.Membership", on_delete=models.CASCADE,
+                                  related_name="report_deliveries")
+    week_start = models.DateField(help_text="Monday of the week, in the course's time zone.")
+    email = models.EmailField(help_text="The address it was sent to.")
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "recipient", "week_start"],
+                                    name="report_delivery_once_per_week"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} report for week of {self.week_start} to {self.email}"

@@ -36,3 +36,25 @@ def membership_get_active(*, user, course_id: int) -> Membership | None:
         .filter(user=user, course_id=course_id)
         .first()
     )
+
+
+def membership_get_for(*, user, membership_id: int, action) -> Membership:
+    """Another member's membership, if `user` may do `action` with what is theirs.
+
+    Not in the same course or not allowed to see it → 404; may see but not
+    do → 403. Shared by pages and the API.
+    """
+    from django.core.exceptions import PermissionDenied
+    from django.http import Http404
+
+    from courses.policy import Action, membership_may
+
+    member = Membership.objects.select_related("course").filter(pk=membership_id).first()
+    actor = (membership_get_active(user=user, course_id=member.course_id)
+             if member is not None else None)
+    if member is None or not membership_may(actor=actor, action=Action.VIEW_MONEY,
+                                            owner=member):
+        raise Http404("No such member.")
+    if not membership_may(actor=actor, action=action, owner=member):
+        raise PermissionDenied("Your role in this course does not allow that.")
+    return member

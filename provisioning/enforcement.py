@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from billing import ledger
+from billing import alerts, ledger
 from billing.guard import day_start
 from courses.models import Membership
 from provisioning import metering
@@ -87,6 +87,8 @@ def member_budget_enforce(*, membership_id: int, now: datetime) -> Verdict:
                       .exclude(state=State.ARCHIVED).select_related("owner"))
     metering.workspaces_meter(now=now, queryset=workspaces)
     verdict = member_verdict(membership=membership, workspaces=workspaces, now=now)
+    compute_running = any(w.state in _COMPUTE_BILLED for w in workspaces)
+    alerts.member_alerts_check(membership=membership, storage_only=not compute_running)
     if verdict.stop_reason:
         for workspace in workspaces:
             if workspace.state == State.RUNNING:
@@ -116,3 +118,15 @@ def members_running(*, now: datetime) -> list[int]:
     """Members with a machine that is, or is about to be, billed."""
     return list(Workspace.objects.filter(state__in=_WATCHED)
                 .values_list("owner_id", flat=True).distinct())
+
+
+def alerts_sweep(*, membership_ids: set[int]) -> None:
+    """Alerts for members who are not running but still pay for disks, and for courses."""
+    courses = set()
+    for membership in Membership.objects.filter(pk__in=membership_ids).select_related("course"):
+        alerts.member_alerts_check(membership=membership, storage_only=True)
+        courses.add(membership.course)
+    for course in courses | {m.course for m in Membership.objects.filter(
+            pk__in=Workspace.objects.filter(state__in=_WATCHED).values("owner_id"))
+            .select_related("course")}:
+        alerts.course_alerts_check(course=course)

@@ -123,9 +123,11 @@ def billing_sweep_task() -> int:
     spend current for stopped workspaces.
     """
     now = timezone.now()
-    metering.workspaces_meter(now=now)
+    metered = list(metering.workspaces_to_meter(now=now))
+    metering.workspaces_meter(now=now, queryset=metered)
     members = enforcement.members_running(now=now)
     for membership_id in members:
         enforcement.member_budget_enforce(membership_id=membership_id, now=now)
         broadcast_member_workspaces(membership_id=membership_id)  # the budget bar moves
+    enforcement.alerts_sweep(membership_ids={w.owner_id for w in metered} - set(members))
     return len(members)
