@@ -65,6 +65,13 @@ def member_spend(*, membership_id: int, since: datetime | None = None) -> Decima
     return _sum(lines)
 
 
+def workspace_compute_cost(*, workspace_id: int, since: datetime) -> Decimal:
+    """What a workspace's compute has cost since a moment (a session's start)."""
+    return _sum(LedgerEntry.objects.filter(kind=Kind.USAGE, meter=Meter.COMPUTE,
+                                           workspace_id=workspace_id,
+                                           interval_start__gte=since))
+
+
 def _open_holds(lines):
     """Holds not yet released, each with what is still unused of it.
 

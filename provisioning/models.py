@@ -132,6 +132,10 @@ class Workspace(models.Model):
     public_dns = models.CharField(max_length=200, blank=True)
     home_volume_id = models.CharField(max_length=40, blank=True)
     stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True)
+    # The session summary, written when the workspace stops.
+    last_session_seconds = models.PositiveIntegerField(null=True, blank=True)
+    last_session_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True,
+                                            blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -164,6 +168,15 @@ class Workspace(models.Model):
     @property
     def is_launching(self) -> bool:
         return self.state in {State.REQUESTED, State.PENDING}
+
+    @property
+    def last_session_text(self) -> str:
+        if self.last_session_seconds is None:
+            return ""
+        hours, rest = divmod(self.last_session_seconds, 3600)
+        minutes = rest // 60
+        length = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
+        return f"{length}, ${self.last_session_cost:.2f}"
 
     @property
     def can_stop(self) -> bool:

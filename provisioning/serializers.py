@@ -29,7 +29,8 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         model = Workspace
         fields = ["id", "name", "course", "owner_email", "template", "instance_type", "state",
                   "state_changed_at", "instance_id", "public_ip", "public_dns", "stop_reason",
-                  "failure_reason", "created_at"]
+                  "failure_reason", "compute_usd_per_hour", "storage_usd_per_hour",
+                  "last_session_seconds", "last_session_cost", "created_at"]
         read_only_fields = fields
 
 

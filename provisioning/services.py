@@ -64,6 +64,22 @@ class LaunchRefused(Exception):
 _HOLD_ENDS = {State.STOPPED, State.FAILED, State.TERMINATED}
 
 
+def _session_close(workspace: Workspace, now) -> None:
+    """Meter the run that just ended and keep its summary for the card."""
+    from provisioning import metering
+
+    events = list(workspace.events.order_by("at", "pk"))
+    metering.workspace_meter(workspace=workspace, now=now, events=events)
+    runs = metering.compute_runs(events)
+    if not runs:
+        return
+    run = runs[-1]
+    seconds = max(metering.MINIMUM_RUN, (run.end or now) - run.start).total_seconds()
+    cost = ledger.workspace_compute_cost(workspace_id=workspace.pk, since=run.start)
+    Workspace.objects.filter(pk=workspace.pk).update(last_session_seconds=int(seconds),
+                                                     last_session_cost=cost)
+
+
 def _watch_budget_on_commit(membership_id: int) -> None:
     """The running set changed: recompute when this member's money runs out."""
     from provisioning import tasks
@@ -94,6 +110,8 @@ def workspace_transition(*, workspace: Workspace, to: State, actor=None, reason:
                                       at=now, actor=actor, reason=reason[:200])
         if to in _HOLD_ENDS:
             ledger.holds_release(workspace_id=workspace.pk, note=f"workspace {to}")
+        if to == State.STOPPED:
+            _session_close(workspace, now)
         owner_id = workspace.owner_id
         transaction.on_commit(lambda: broadcast_member_workspaces(membership_id=owner_id))
         if State.RUNNING in (current, to) or to in _HOLD_ENDS:

@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 
 from provisioning import aws, services, tasks
@@ -171,3 +173,24 @@ def test_an_instance_aws_no_longer_has_is_folded_in_as_terminated_with_the_reaso
     assert "no longer has the instance" in requested.failure_reason
     client.force_login(requested.owner.user)
     assert "no longer has the instance" in client.get("/").content.decode()
+
+
+def test_a_stopped_workspace_shows_its_session_summary(
+        requested, django_capture_on_commit_callbacks, client):
+    import time_machine
+    from django.utils import timezone
+
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        tasks.workspace_launch_task.delay(requested.pk)
+        requested.refresh_from_db()
+        clock.shift(timezone.timedelta(hours=2, minutes=13))
+        with django_capture_on_commit_callbacks(execute=True):
+            services.workspace_stop(workspace=requested, actor=requested.owner.user)
+
+    requested.refresh_from_db()
+    assert requested.last_session_seconds == 2 * 3600 + 13 * 60
+    assert requested.last_session_cost == Decimal("0.092213")  # 2.2167 h × $0.0416
+    client.force_login(requested.owner.user)
+    html = client.get("/").content.decode()
+    # Term spend also counts the disks (30 GiB of gp3 for the same 2 h 13 min).
+    assert "Last session: 2 h 13 min, $0.09 · term spend $0.10 (0% of $50.00)" in html
