@@ -313,7 +313,10 @@ def cmd_demo() -> int:
     try:
         _manage(stack, "migrate", "--no-input", "-v", "0")
         _manage(stack, "demo_seed")
-        env = {**_child_env(stack), "LENS_POLL_SECONDS": os.environ.get("LENS_POLL_SECONDS", "2")}
+        env = {**_child_env(stack), "LENS_POLL_SECONDS": os.environ.get("LENS_POLL_SECONDS", "2"),
+               # A 3-minute hold instead of an hour, so a tiny demo budget can launch
+               # and be seen stopped at the cap within minutes.
+               "LENS_HOLD_HOURS": os.environ.get("LENS_HOLD_HOURS", "0.05")}
         bin_dir = Path(sys.executable).parent
         commands = {
             "web": [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(WEB_PORT),
@@ -347,11 +350,15 @@ DEMO_BANNER = """
   Lens is running:  {url}
 
   Sign in with any of these (password: lens-demo)
-    student   emily.chen@demo.lens.edu       (also david.kim@…, sophie.martinez@…)
+    student   emily.chen@demo.lens.edu       (also david.kim@…; $24 budget each)
+    student   sophie.martinez@demo.lens.edu  ($0.005 budget: launch, and Lens stops it
+                                              at the cap a few minutes later)
     instructor jennifer.martinez@demo.lens.edu
     head TA   alex.thompson@demo.lens.edu
     TA        priya.sharma@demo.lens.edu
     admin     admin@demo.lens.edu            (Django admin at {url}admin/)
+  The demo holds 3 minutes of a machine's price at launch (LENS_HOLD_HOURS=0.05;
+  production default: 1 hour).
 
   API docs: {url}api/docs/      Press Ctrl-C to stop everything.
 """

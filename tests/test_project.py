@@ -46,3 +46,15 @@ def test_the_openapi_schema_describes_launch_stop_and_start(client, db):
             "/api/workspaces/{id}/start/",
             "/api/courses/{course_id}/templates/"} <= set(schema["paths"])
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_every_model_s_admin_list_opens_for_a_superuser(client, db):
+    from django.contrib import admin
+    from django.contrib.auth import get_user_model
+
+    call_command("demo_seed")
+    client.force_login(get_user_model().objects.get(username="admin"))
+    for model in admin.site._registry:
+        opts = model._meta
+        response = client.get(f"/admin/{opts.app_label}/{opts.model_name}/")
+        assert response.status_code == 200, opts.label

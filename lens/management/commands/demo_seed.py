@@ -23,12 +23,14 @@ DOMAIN = "demo.lens.edu"
 AL2023 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
 PEOPLE = [
-    ("jennifer.martinez", "Dr. Jennifer Martinez", Membership.Role.INSTRUCTOR, ""),
-    ("alex.thompson", "Alex Thompson", Membership.Role.HEAD_TA, ""),
-    ("priya.sharma", "Priya Sharma", Membership.Role.TA, "A"),
-    ("emily.chen", "Emily Chen", Membership.Role.STUDENT, "A"),
-    ("david.kim", "David Kim", Membership.Role.STUDENT, "A"),
-    ("sophie.martinez", "Sophie Martinez", Membership.Role.STUDENT, "B"),
+    # local part, name, role, section, own cap (None: the course default, $24)
+    ("jennifer.martinez", "Dr. Jennifer Martinez", Membership.Role.INSTRUCTOR, "", None),
+    ("alex.thompson", "Alex Thompson", Membership.Role.HEAD_TA, "", None),
+    ("priya.sharma", "Priya Sharma", Membership.Role.TA, "A", None),
+    ("emily.chen", "Emily Chen", Membership.Role.STUDENT, "A", None),
+    ("david.kim", "David Kim", Membership.Role.STUDENT, "A", None),
+    # Half a cent: her machine is stopped at the cap a few minutes after launch.
+    ("sophie.martinez", "Sophie Martinez", Membership.Role.STUDENT, "B", Decimal("0.005")),
 ]
 
 TEMPLATES = [
@@ -72,7 +74,7 @@ class Command(BaseCommand):
         admin, _ = User.objects.get_or_create(username="admin", defaults={
             "email": f"admin@{DOMAIN}", "is_staff": True, "is_superuser": True})
         self._password(admin)
-        for local, name, role, section in PEOPLE:
+        for local, name, role, section, cap in PEOPLE:
             email = f"{local}@{DOMAIN}"
             first, _, last = name.replace("Dr. ", "").partition(" ")
             user, _ = User.objects.get_or_create(username=local, defaults={
@@ -81,7 +83,7 @@ class Command(BaseCommand):
             Membership.objects.update_or_create(
                 course=course, email=email,
                 defaults={"user": user, "name": name, "role": role, "section": section,
-                          "status": Membership.Status.ACTIVE},
+                          "status": Membership.Status.ACTIVE, "budget_cap": cap},
             )
         for slug, name, itype, description, approved, needs, note in TEMPLATES:
             template, _ = WorkspaceTemplate.objects.update_or_create(slug=slug, defaults={
