@@ -42,9 +42,15 @@ def day_start(course: Course, at: datetime) -> datetime:
 
 def runway_text(*, usd_per_hour: Decimal, remaining: Decimal) -> str:
     per_day = usd_per_hour * 24
-    days = remaining / per_day if per_day else Decimal(0)
-    return (f"At {_usd(per_day)}/day your remaining {_usd(remaining)} lasts about "
-            f"{days:.1f} days of running.")
+    hours = remaining / usd_per_hour if usd_per_hour else Decimal(0)
+    if hours >= 24:
+        span = f"{hours / 24:.1f} days"
+    elif hours >= 1:
+        span = f"{hours:.1f} hours"
+    else:
+        span = f"{max(1, int(hours * 60))} minutes"
+    left = _usd(remaining) if remaining >= 1 else f"${remaining:.4f}"
+    return f"At {_usd(per_day)}/day your remaining {left} lasts about {span} of running."
 
 
 def budget_authorize(*, membership: Membership, workspace_id: int, usd_per_hour: Decimal,

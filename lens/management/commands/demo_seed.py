@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from billing import ledger
 from billing.services import prices_load_bundled
 from courses.models import Course, Membership
 from provisioning.models import ApprovedTemplate, WorkspaceTemplate
@@ -29,8 +30,9 @@ PEOPLE = [
     ("priya.sharma", "Priya Sharma", Membership.Role.TA, "A", None),
     ("emily.chen", "Emily Chen", Membership.Role.STUDENT, "A", None),
     ("david.kim", "David Kim", Membership.Role.STUDENT, "A", None),
-    # Half a cent: her machine is stopped at the cap a few minutes after launch.
-    ("sophie.martinez", "Sophie Martinez", Membership.Role.STUDENT, "B", Decimal("0.005")),
+    # A cent, 0.6 of it already used (below): her machine is stopped at the cap
+    # about five minutes after launch.
+    ("sophie.martinez", "Sophie Martinez", Membership.Role.STUDENT, "B", Decimal("0.01")),
 ]
 
 TEMPLATES = [
@@ -85,6 +87,9 @@ class Command(BaseCommand):
                 defaults={"user": user, "name": name, "role": role, "section": section,
                           "status": Membership.Status.ACTIVE, "budget_cap": cap},
             )
+        sophie = Membership.objects.get(course=course, email=f"sophie.martinez@{DOMAIN}")
+        ledger.adjustment_grant(membership=sophie, amount=Decimal("0.006"), actor=None,
+                                note="earlier use (demo data)", key="demo-sophie-earlier-use")
         for slug, name, itype, description, approved, needs, note in TEMPLATES:
             template, _ = WorkspaceTemplate.objects.update_or_create(slug=slug, defaults={
                 "name": name, "instance_type": itype, "description": description,
