@@ -176,7 +176,8 @@ class Workspace(models.Model):
         hours, rest = divmod(self.last_session_seconds, 3600)
         minutes = rest // 60
         length = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
-        return f"{length}, ${self.last_session_cost:.2f}"
+        cost = self.last_session_cost
+        return f"{length}, ${cost:.2f}" if cost >= 1 else f"{length}, ${cost:.4f}"
 
     @property
     def can_stop(self) -> bool:

@@ -193,4 +193,4 @@ def test_a_stopped_workspace_shows_its_session_summary(
     client.force_login(requested.owner.user)
     html = client.get("/").content.decode()
     # Term spend also counts the disks (30 GiB of gp3 for the same 2 h 13 min).
-    assert "Last session: 2 h 13 min, $0.09 · term spend $0.10 (0% of $50.00)" in html
+    assert "Last session: 2 h 13 min, $0.0922 · term spend $0.0995 (0% of $50.00)" in html
