@@ -106,6 +106,7 @@ class MemberMoney:
     cap: Decimal
     spend: Decimal
     committed: Decimal
+    alert: str = ""  # the latest budget alert, shown in the app
 
     @property
     def remaining(self) -> Decimal:
@@ -123,9 +124,19 @@ class MemberMoney:
 
 
 def member_money(membership: Membership) -> MemberMoney:
+    from billing.models import BudgetAlert
+
+    latest = (BudgetAlert.objects.filter(membership=membership).order_by("-threshold")
+              .values_list("threshold", "spend", "cap").first())
+    alert = ""
+    if latest:
+        threshold, spent, cap = latest
+        alert = (f"You have used {threshold}% of your budget (${spent:.2f} of ${cap:.2f})."
+                 + (" Lens stops your machines at the cap." if threshold < 100 else
+                    " Lens stopped your machines; ask your instructor for more."))
     return MemberMoney(cap=member_cap(membership),
                        spend=member_spend(membership_id=membership.pk),
-                       committed=member_committed(membership_id=membership.pk))
+                       committed=member_committed(membership_id=membership.pk), alert=alert)
 
 
 # --- writing --------------------------------------------------------------

@@ -83,3 +83,15 @@ def test_repeated_sweeps_send_each_alert_once(student, approved, mailoutbox):
     assert list(BudgetAlert.objects.filter(membership=student)
                 .values_list("threshold", flat=True)) == [50]
     assert sum("50%" in m.subject for m in mailoutbox) == 1
+
+
+def test_the_member_sees_their_latest_alert_on_the_dashboard(client, student):
+    student.budget_cap = Decimal("10")
+    student.save()
+    spend(student, "8.20", "a")
+    member_alerts_check(membership=student)
+    client.force_login(student.user)
+
+    html = client.get("/").content.decode()
+
+    assert "You have used 80% of your budget ($8.20 of $10.00)." in html
