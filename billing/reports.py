@@ -276,6 +276,22 @@ def _level(share: Decimal) -> str:
     return "warn" if share >= Decimal("0.8") else "ok"
 
 
+class _TermShare:
+    """Share of the cap spent this term, for bars and colours (needs term_to_date, cap)."""
+
+    @property
+    def share(self) -> Decimal:
+        return _share(self.term_to_date, self.cap)
+
+    @property
+    def percent(self) -> int:
+        return min(100, max(0, int(self.share * 100)))
+
+    @property
+    def level(self) -> str:
+        return _level(self.share)
+
+
 # --- the chart -----------------------------------------------------------------
 
 
@@ -338,7 +354,7 @@ class WorkspaceCost:
 
 
 @dataclass(frozen=True)
-class WeeklyReport:
+class WeeklyReport(_TermShare):
     membership: Membership
     start: date  # first of the seven days, in the course's zone
     last_day: date
@@ -356,18 +372,6 @@ class WeeklyReport:
     @property
     def course(self) -> Course:
         return self.membership.course
-
-    @property
-    def share(self) -> Decimal:
-        return _share(self.term_to_date, self.cap)
-
-    @property
-    def percent(self) -> int:
-        return min(100, max(0, int(self.share * 100)))
-
-    @property
-    def level(self) -> str:
-        return _level(self.share)
 
     @property
     def remaining(self) -> Decimal:
@@ -431,40 +435,22 @@ def member_weekly_report(*, membership: Membership, end: datetime,
 
 
 @dataclass(frozen=True)
-class MemberWeek:
+class MemberWeek(_TermShare):
     membership: Membership
     week: Decimal
     term_to_date: Decimal
     cap: Decimal
 
-    @property
-    def share(self) -> Decimal:
-        return _share(self.term_to_date, self.cap)
-
-    @property
-    def percent(self) -> int:
-        return min(100, max(0, int(self.share * 100)))
-
-    @property
-    def level(self) -> str:
-        return _level(self.share)
 
 
 @dataclass(frozen=True)
-class SectionWeek:
+class SectionWeek(_TermShare):
     section: str
     members: int
     week: Decimal
     term_to_date: Decimal
     cap: Decimal
 
-    @property
-    def share(self) -> Decimal:
-        return _share(self.term_to_date, self.cap)
-
-    @property
-    def percent(self) -> int:
-        return min(100, max(0, int(self.share * 100)))
 
 
 @dataclass(frozen=True)
