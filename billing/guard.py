@@ -54,10 +54,14 @@ def runway_text(*, usd_per_hour: Decimal, remaining: Decimal) -> str:
 
 
 def budget_authorize(*, membership: Membership, workspace_id: int, usd_per_hour: Decimal,
-                     what: str, at: datetime, actor=None) -> Authorization:
+                     what: str, at: datetime, actor=None,
+                     storage_usd_per_hour: Decimal = ledger.ZERO) -> Authorization:
     """Hold the minimum billable run, or refuse with the numbers that decided it.
 
-    Must run inside a transaction; the row lock lasts until it commits.
+    `storage_usd_per_hour` is what all the member's disks, this workspace's
+    included, cost per hour: that money is set aside to the end of term first.
+    The caller meters the member to this second before asking. Must run inside
+    a transaction; the row lock lasts until it commits.
     """
     # Lock the member's row only (not the joined course), and as a no-key lock so
     # inserts that merely reference it (ledger lines, workspaces) are not blocked.
@@ -69,12 +73,17 @@ def budget_authorize(*, membership: Membership, workspace_id: int, usd_per_hour:
     price = f"{what} costs ${usd_per_hour:.4f}/hour"
     cap = ledger.member_cap(membership)
     committed = ledger.member_committed(membership_id=membership.pk)
-    remaining = cap - committed
+    disks = ledger.storage_reserved(course=course, usd_per_hour=storage_usd_per_hour, now=at) \
+        if storage_usd_per_hour else ledger.ZERO
+    remaining = cap - committed - disks
     if hold > remaining:
+        for_disks = (f", after {_usd(disks)} set aside for your workspaces' disks until the "
+                     "end of term" if disks else "")
         raise BudgetRefused(
             f"Not enough budget: you have {_usd(max(remaining, Decimal(0)))} left of "
-            f"{_usd(cap)}; {price}, and starting it sets aside {_usd(hold)} for the first "
-            f"{hours:g} hour{'s' if hours != 1 else ''}. Ask your instructor for more budget.")
+            f"{_usd(cap)}{for_disks}; {price}, and starting it sets aside {_usd(hold)} for the "
+            f"first {hours:g} hour{'s' if hours != 1 else ''}. Ask your instructor for more "
+            "budget.")
     if course.max_daily_cost:
         today = ledger.member_spend(membership_id=membership.pk, since=day_start(course, at))
         held = committed - ledger.member_spend(membership_id=membership.pk)

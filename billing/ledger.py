@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import DecimalField, Max, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -101,16 +102,42 @@ def course_committed(*, course_id: int) -> Decimal:
     return spend + _unused(_open_holds(LedgerEntry.objects.filter(course_id=course_id)))
 
 
+def storage_horizon(course, now: datetime) -> tuple[datetime, bool]:
+    """Until when a member's disks are paid for in advance, and whether that is a fixed moment.
+
+    Disks cost money while a workspace is stopped, so the money for them up to
+    the end of term is set aside: then no stop can come too late for storage.
+    A course without an end date sets aside a rolling window instead. After
+    the term, term-end cleanup owns the disks and nothing more is set aside.
+    """
+    if course.ends_at is not None:
+        return max(course.ends_at, now), True
+    return now + timedelta(days=settings.LENS_STORAGE_RESERVE_DAYS), False
+
+
+def storage_reserved(*, course, usd_per_hour: Decimal, now: datetime) -> Decimal:
+    """What the member's disks will cost from now until the horizon."""
+    until, _ = storage_horizon(course, now)
+    return money(usd_per_hour * Decimal((until - now).total_seconds()) / Decimal(3600))
+
+
 @dataclass(frozen=True)
 class MemberMoney:
     cap: Decimal
     spend: Decimal
     committed: Decimal
     alert: str = ""  # the latest budget alert, shown in the app
+    reserved: Decimal = ZERO  # disks, paid for in advance until the end of term
+    reserved_until: datetime | None = None
 
     @property
     def remaining(self) -> Decimal:
-        return self.cap - self.committed
+        return self.cap - self.committed - self.reserved
+
+    @property
+    def used_share(self) -> Decimal:
+        """Spent or set aside for disks, as a share of the cap (what alerts count)."""
+        return (self.spend + self.reserved) / self.cap if self.cap > 0 else Decimal(1)
 
     @property
     def share(self) -> Decimal:
@@ -122,21 +149,43 @@ class MemberMoney:
         """Share of the cap spent, 0–100, for a progress bar."""
         return min(100, max(0, int(self.share * 100)))
 
+    @property
+    def reserved_percent(self) -> int:
+        """The disks' share of the cap, drawn after the spent part of the bar."""
+        if self.cap <= 0:
+            return 0
+        return min(100 - self.percent, max(0, int(self.reserved / self.cap * 100)))
 
-def member_money(membership: Membership) -> MemberMoney:
+
+def member_money(membership: Membership, *, storage_usd_per_hour: Decimal = ZERO,
+                 now: datetime | None = None) -> MemberMoney:
+    """The member's budget at a glance.
+
+    `storage_usd_per_hour` is what their existing disks cost per hour (the
+    caller knows their workspaces; billing does not); it is set aside to the
+    end of term.
+    """
     from billing.models import BudgetAlert
 
-    latest = (BudgetAlert.objects.filter(membership=membership).order_by("-threshold")
+    latest = (BudgetAlert.objects.filter(membership=membership, kind=BudgetAlert.Kind.SPEND)
+              .order_by("-threshold")
               .values_list("threshold", "spend", "cap").first())
     alert = ""
     if latest:
         threshold, spent, cap = latest
-        alert = (f"You have used {threshold}% of your budget (${spent:.2f} of ${cap:.2f})."
+        alert = (f"You have reached {threshold}% of your budget of ${cap:.2f}."
                  + (" Lens stops your machines at the cap." if threshold < 100 else
                     " Lens stopped your machines; ask your instructor for more."))
+    now = now or timezone.now()
+    reserved, until = ZERO, None
+    if storage_usd_per_hour:
+        reserved = storage_reserved(course=membership.course, usd_per_hour=storage_usd_per_hour,
+                                    now=now)
+        until = storage_horizon(membership.course, now)[0]
     return MemberMoney(cap=member_cap(membership),
                        spend=member_spend(membership_id=membership.pk),
-                       committed=member_committed(membership_id=membership.pk), alert=alert)
+                       committed=member_committed(membership_id=membership.pk), alert=alert,
+                       reserved=reserved, reserved_until=until)
 
 
 # --- writing --------------------------------------------------------------
@@ -165,26 +214,48 @@ def holds_release(*, workspace_id: int, note: str = "") -> int:
     return released
 
 
+def billed_until(*, workspace_ids) -> dict[tuple[int, str], tuple[datetime, datetime]]:
+    """The latest line of each (workspace, meter), as (start, end): one query for many.
+
+    A later run's lines start and end after an earlier run's (each covers at
+    least its 60-second minimum from a later start), so the greatest start and
+    the greatest end belong to the same, latest line.
+    """
+    rows = (LedgerEntry.objects.filter(kind=Kind.USAGE, workspace_id__in=list(workspace_ids))
+            .values("workspace_id", "meter")
+            .annotate(start=Max("interval_start"), end=Max("interval_end")))
+    return {(row["workspace_id"], row["meter"]): (row["start"], row["end"]) for row in rows}
+
+
+_UNKNOWN = object()
+
+
 def usage_cover(*, membership_id: int, course_id: int, workspace_id: int, meter: str,
-                run_start: datetime, covered_until: datetime,
-                usd_per_hour: Decimal) -> LedgerEntry | None:
+                run_start: datetime, covered_until: datetime, usd_per_hour: Decimal,
+                billed_through=_UNKNOWN) -> LedgerEntry | None:
     """Bill a run of a workspace up to `covered_until`, from where billing left off.
 
     Lines are keyed by workspace, meter and interval start, so covering the
-    same stretch twice writes one line.
+    same stretch twice writes one line. Each line is the run's cost so far
+    minus its cost up to the line's start, both rounded, so however many lines
+    a run is cut into they add up to the run's exact price.
+    `billed_through` (from `billed_until`) saves the query that finds it.
     """
-    last_end = (LedgerEntry.objects
-                .filter(kind=Kind.USAGE, workspace_id=workspace_id, meter=meter,
-                        interval_start__gte=run_start)
-                .aggregate(end=Max("interval_end"))["end"])
-    start = max(last_end or run_start, run_start)
+    if billed_through is _UNKNOWN:
+        billed_through = (LedgerEntry.objects
+                          .filter(kind=Kind.USAGE, workspace_id=workspace_id, meter=meter,
+                                  interval_start__gte=run_start)
+                          .aggregate(end=Max("interval_end"))["end"])
+    start = max(billed_through or run_start, run_start)
     if covered_until <= start:
         return None
-    seconds = (covered_until - start) / timedelta(seconds=1)
+    before = (start - run_start) / timedelta(seconds=1)
+    through = (covered_until - run_start) / timedelta(seconds=1)
+    amount = (cost_of(usd_per_hour=usd_per_hour, seconds=through)
+              - cost_of(usd_per_hour=usd_per_hour, seconds=before))
     return _append(
         membership_id=membership_id, course_id=course_id, workspace_id=workspace_id,
-        kind=Kind.USAGE, meter=meter, usd_per_hour=usd_per_hour,
-        amount=cost_of(usd_per_hour=usd_per_hour, seconds=seconds),
+        kind=Kind.USAGE, meter=meter, usd_per_hour=usd_per_hour, amount=amount,
         interval_start=start, interval_end=covered_until,
         idempotency_key=f"usage:{workspace_id}:{meter}:{start.isoformat()}")
 

@@ -129,13 +129,20 @@ class BudgetAlert(models.Model):
     """A threshold (50/80/100 % of a cap) that was crossed, sent once.
 
     For a member (membership set) or for the whole course (membership empty).
-    The unique constraints make "once" hold even when sweeps race.
+    The unique constraints make "once" hold even when sweeps race. A `storage`
+    alert tells staff that the disks of a member's stopped workspaces will
+    cost more than is left before the term ends (Lens does not delete them).
     """
+
+    class Kind(models.TextChoices):
+        SPEND = "spend", "Spend"
+        STORAGE = "storage", "Disks will pass the cap"
 
     course = models.ForeignKey("courses.Course", on_delete=models.CASCADE,
                                related_name="budget_alerts")
     membership = models.ForeignKey("courses.Membership", null=True, blank=True,
                                    on_delete=models.CASCADE, related_name="budget_alerts")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SPEND)
     threshold = models.PositiveSmallIntegerField()
     spend = models.DecimalField(max_digits=18, decimal_places=6)
     cap = models.DecimalField(max_digits=12, decimal_places=2)
@@ -145,10 +152,10 @@ class BudgetAlert(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["membership", "threshold"],
+            models.UniqueConstraint(fields=["membership", "kind", "threshold"],
                                     condition=models.Q(membership__isnull=False),
                                     name="budget_alert_once_per_member"),
-            models.UniqueConstraint(fields=["course", "threshold"],
+            models.UniqueConstraint(fields=["course", "kind", "threshold"],
                                     condition=models.Q(membership__isnull=True),
                                     name="budget_alert_once_per_course"),
         ]

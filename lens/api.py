@@ -7,13 +7,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.ledger import member_money
 from billing.models import LedgerEntry
 from courses.policy import Action
 from courses.services import membership_get_active, membership_get_for
 from lens import serializers as s
 from lens.budgets import member_adjustment_grant, member_cap_change
 from provisioning import services
+from provisioning.metering import member_money_get as member_money
 
 
 class MemberBudgetView(APIView):

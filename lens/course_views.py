@@ -9,7 +9,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 
-from billing.ledger import member_money
 from billing.models import BudgetAlert, LedgerEntry
 from billing.reports import course_money
 from courses.models import Membership
@@ -17,6 +16,7 @@ from courses.policy import Action, membership_may
 from courses.services import membership_get_active, membership_get_for
 from lens.budgets import member_adjustment_grant, member_cap_change
 from lens.forms import AdjustmentForm, CapForm
+from provisioning.metering import member_money_get as member_money
 from provisioning.models import Workspace
 from provisioning.states import State
 

@@ -135,6 +135,12 @@ LENS_HOLD_HOURS = env_decimal("LENS_HOLD_HOURS", "1")
 # Budget stops are sent this many seconds before the money runs out, to cover
 # the time AWS takes to stop a machine.
 LENS_STOP_LEAD_SECONDS = env_int("LENS_STOP_LEAD_SECONDS", 5)
+# Disks are paid for in advance to the end of term; a course with no end date
+# sets aside this many days of them instead.
+LENS_STORAGE_RESERVE_DAYS = env_int("LENS_STORAGE_RESERVE_DAYS", 30)
+# The one-minute sweep writes a storage line for a stopped workspace once this
+# much has built up (checks at launch, start and the budget stop bill to the second).
+LENS_STORAGE_LINE_MINUTES = env_int("LENS_STORAGE_LINE_MINUTES", 60)
 # EBS prices are per GB-month; AWS prorates a month as 730 hours.
 LENS_HOURS_PER_MONTH = 730
 

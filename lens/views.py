@@ -5,9 +5,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from rest_framework.authtoken.models import Token
 
-from billing.ledger import member_money
 from courses.models import Membership
 from provisioning.cards import member_workspace_cards
+from provisioning.metering import member_money_get
 from provisioning.services import course_template_offers
 
 
@@ -19,7 +19,9 @@ def home(request):
     offers = course_template_offers(course_ids=[m.course_id for m in memberships])
     cards = member_workspace_cards(membership_ids=[m.pk for m in memberships])
     courses = [{"membership": m, "course": m.course, "offers": offers[m.course_id],
-                "cards": cards[m.pk], "money": member_money(m)} for m in memberships]
+                "cards": cards[m.pk],
+                "money": member_money_get(m, workspaces=[c.workspace for c in cards[m.pk]])}
+               for m in memberships]
     return render(request, "lens/home.html", {"courses": courses})
 
 

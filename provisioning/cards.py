@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing.ledger import member_money
 from billing.services import price_map
 from courses.models import Membership
+from provisioning.metering import member_money_get
 from provisioning.models import Workspace
 
 
@@ -39,5 +39,6 @@ def member_workspace_cards(*, membership_ids: list[int]) -> dict[int, list[Works
 def member_workspace_context(*, membership_id: int) -> dict:
     """Context for one member's live fragments: workspace list and budget bar."""
     membership = Membership.objects.select_related("course").get(pk=membership_id)
-    return {"membership": membership, "money": member_money(membership),
-            "cards": member_workspace_cards(membership_ids=[membership_id])[membership_id]}
+    cards = member_workspace_cards(membership_ids=[membership_id])[membership_id]
+    return {"membership": membership, "cards": cards,
+            "money": member_money_get(membership, workspaces=[c.workspace for c in cards])}

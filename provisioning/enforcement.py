@@ -36,21 +36,24 @@ class Verdict:
     check_at: datetime | None  # when the money runs out at the current rate
 
 
-def _hours_left(remaining: Decimal, rate: Decimal) -> Decimal | None:
-    return remaining / rate if rate > 0 else None
-
-
 def member_verdict(*, membership: Membership, workspaces: list[Workspace],
                    now: datetime) -> Verdict:
-    """Decide from metered spend whether to stop now, or when to look again."""
+    """Decide from metered spend whether to stop now, or when to look again.
+
+    The cap must cover what was spent plus the disks until the end of term
+    (set aside in advance, so a stop for storage can never come too late);
+    machines may burn what is left of it. With a fixed term end the disks'
+    running cost only moves money from "set aside" to "spent", so it does not
+    bring the stop nearer; a daily cap counts everything spent today.
+    """
     lead = timedelta(seconds=settings.LENS_STOP_LEAD_SECONDS)
     compute = sum((w.compute_usd_per_hour for w in workspaces if w.state in _COMPUTE_BILLED),
                   Decimal(0))
-    storage = sum((w.storage_usd_per_hour for w in workspaces
-                   if w.state not in {State.TERMINATED, State.ARCHIVED, State.REQUESTED}),
-                  Decimal(0))
-    rate = compute + storage
-    lead_cost = rate * Decimal(lead.total_seconds()) / 3600
+    if compute == 0:
+        return Verdict("", None)
+    storage = metering.storage_usd_per_hour_of(workspaces)
+    _, fixed_horizon = ledger.storage_horizon(membership.course, now)
+    reserved = ledger.storage_reserved(course=membership.course, usd_per_hour=storage, now=now)
     # A fresh start is billed its first minute up front; that money is already in
     # spend but buys time still ahead, so it does not bring the stop forward.
     prepaid = sum((ledger.cost_of(usd_per_hour=w.compute_usd_per_hour,
@@ -58,19 +61,19 @@ def member_verdict(*, membership: Membership, workspaces: list[Workspace],
                                   .total_seconds())
                    for w in workspaces if w.state == State.RUNNING
                    and w.state_changed_at + metering.MINIMUM_RUN > now), Decimal(0))
-    limits = [("budget", ledger.member_cap(membership) + prepaid
-               - ledger.member_spend(membership_id=membership.pk))]
+    limits = [("budget", ledger.member_cap(membership) + prepaid - reserved
+               - ledger.member_spend(membership_id=membership.pk),
+               compute if fixed_horizon else compute + storage)]
     if membership.course.max_daily_cost:
         today = ledger.member_spend(membership_id=membership.pk,
                                     since=day_start(membership.course, now))
-        limits.append(("daily_cap", membership.course.max_daily_cost + prepaid - today))
-    if compute == 0:
-        return Verdict("", None)
+        limits.append(("daily_cap", membership.course.max_daily_cost + prepaid - today,
+                       compute + storage))
     soonest: tuple[datetime, str] | None = None
-    for reason, remaining in limits:
-        if remaining <= lead_cost:
+    for reason, remaining, rate in limits:
+        if remaining <= rate * Decimal(lead.total_seconds()) / 3600:
             return Verdict(reason, None)
-        moment = now + timedelta(hours=float(_hours_left(remaining, rate))) - lead
+        moment = now + timedelta(hours=float(remaining / rate)) - lead
         if moment <= now + _TOLERANCE:  # due now: a check a second later would be too late
             return Verdict(reason, None)
         if soonest is None or moment < soonest[0]:
@@ -88,7 +91,12 @@ def member_budget_enforce(*, membership_id: int, now: datetime) -> Verdict:
     metering.workspaces_meter(now=now, queryset=workspaces)
     verdict = member_verdict(membership=membership, workspaces=workspaces, now=now)
     compute_running = any(w.state in _COMPUTE_BILLED for w in workspaces)
-    alerts.member_alerts_check(membership=membership, storage_only=not compute_running)
+    money = metering.member_money_get(membership, workspaces=workspaces, now=now)
+    alerts.member_alerts_check(membership=membership, money=money,
+                               storage_only=not compute_running,
+                               stopped=verdict.stop_reason == "budget")
+    if not compute_running:
+        alerts.member_storage_notice(membership=membership, money=money)
     if verdict.stop_reason:
         for workspace in workspaces:
             if workspace.state == State.RUNNING:
@@ -124,7 +132,9 @@ def alerts_sweep(*, membership_ids: set[int]) -> None:
     """Alerts for members who are not running but still pay for disks, and for courses."""
     courses = set()
     for membership in Membership.objects.filter(pk__in=membership_ids).select_related("course"):
-        alerts.member_alerts_check(membership=membership, storage_only=True)
+        money = metering.member_money_get(membership)
+        alerts.member_alerts_check(membership=membership, money=money, storage_only=True)
+        alerts.member_storage_notice(membership=membership, money=money)
         courses.add(membership.course)
     for course in courses | {m.course for m in Membership.objects.filter(
             pk__in=Workspace.objects.filter(state__in=_WATCHED).values("owner_id"))

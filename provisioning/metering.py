@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
 
 from billing import ledger
 from billing.models import LedgerEntry
@@ -52,28 +56,51 @@ def storage_span(events: list[WorkspaceEvent]) -> Interval | None:
 
 
 def workspace_meter(*, workspace: Workspace, now: datetime,
-                    events: list[WorkspaceEvent] | None = None) -> int:
-    """Write the usage lines owed up to `now`; returns how many were written."""
+                    events: list[WorkspaceEvent] | None = None,
+                    billed: dict[tuple[int, str], tuple[datetime, datetime]] | None = None,
+                    exact: bool = True) -> int:
+    """Write the usage lines owed up to `now`; returns how many were written.
+
+    `billed` (from `ledger.billed_until`) saves a query per run. With
+    `exact=False` (the one-minute sweep) an open storage span is billed only
+    once a chunk has built up: disks cost fractions of a cent a minute, and a
+    line per disk per minute would be most of the ledger. Everything that
+    decides about money (the guard, the budget checks) meters exactly.
+    """
     if events is None:
         events = list(workspace.events.order_by("at", "pk"))
+    if billed is None:
+        billed = ledger.billed_until(workspace_ids=[workspace.pk])
     owner = workspace.owner
     written = 0
-    for run in compute_runs(events):
-        end = run.end or now
-        line = ledger.usage_cover(
-            membership_id=owner.pk, course_id=owner.course_id, workspace_id=workspace.pk,
-            meter=LedgerEntry.Meter.COMPUTE, run_start=run.start,
-            covered_until=max(end, run.start + MINIMUM_RUN),
-            usd_per_hour=workspace.compute_usd_per_hour)
-        written += line is not None
-    span = storage_span(events)
-    if span is not None and workspace.storage_usd_per_hour:
-        line = ledger.usage_cover(
-            membership_id=owner.pk, course_id=owner.course_id, workspace_id=workspace.pk,
-            meter=LedgerEntry.Meter.STORAGE, run_start=span.start,
-            covered_until=span.end or now,
-            usd_per_hour=workspace.storage_usd_per_hour)
-        written += line is not None
+    with transaction.atomic():  # all of a workspace's lines or none: runs are billed in order
+        latest = billed.get((workspace.pk, LedgerEntry.Meter.COMPUTE))
+        runs = compute_runs(events)
+        for n, run in enumerate(runs):
+            through = None
+            if latest is not None and latest[0] >= run.start:
+                if n + 1 < len(runs) and latest[0] >= runs[n + 1].start:
+                    continue  # a later run is billed, so this one was billed to its end
+                through = latest[1]
+            line = ledger.usage_cover(
+                membership_id=owner.pk, course_id=owner.course_id, workspace_id=workspace.pk,
+                meter=LedgerEntry.Meter.COMPUTE, run_start=run.start,
+                covered_until=max(run.end or now, run.start + MINIMUM_RUN),
+                usd_per_hour=workspace.compute_usd_per_hour, billed_through=through)
+            written += line is not None
+        span = storage_span(events)
+        if span is not None and workspace.storage_usd_per_hour:
+            latest = billed.get((workspace.pk, LedgerEntry.Meter.STORAGE))
+            through = latest[1] if latest is not None and latest[0] >= span.start else None
+            end = span.end or now
+            chunk = timedelta(minutes=settings.LENS_STORAGE_LINE_MINUTES)
+            if exact or span.end is not None or end - (through or span.start) >= chunk:
+                line = ledger.usage_cover(
+                    membership_id=owner.pk, course_id=owner.course_id,
+                    workspace_id=workspace.pk, meter=LedgerEntry.Meter.STORAGE,
+                    run_start=span.start, covered_until=end,
+                    usd_per_hour=workspace.storage_usd_per_hour, billed_through=through)
+                written += line is not None
     return written
 
 
@@ -88,10 +115,34 @@ def workspaces_to_meter(*, now: datetime):
             .select_related("owner"))
 
 
-def workspaces_meter(*, now: datetime, queryset=None) -> int:
-    """Meter many workspaces, reading their events in one query."""
+def workspaces_meter(*, now: datetime, queryset=None, exact: bool = True) -> int:
+    """Meter many workspaces, reading their events and billing marks in two queries."""
     workspaces = list(queryset if queryset is not None else workspaces_to_meter(now=now))
     events: dict[int, list[WorkspaceEvent]] = {w.pk: [] for w in workspaces}
     for event in WorkspaceEvent.objects.filter(workspace_id__in=events).order_by("at", "pk"):
         events[event.workspace_id].append(event)
-    return sum(workspace_meter(workspace=w, now=now, events=events[w.pk]) for w in workspaces)
+    billed = ledger.billed_until(workspace_ids=events)
+    return sum(workspace_meter(workspace=w, now=now, events=events[w.pk], billed=billed,
+                               exact=exact) for w in workspaces)
+
+
+def has_volumes(workspace: Workspace) -> bool:
+    """Its disks exist (or are about to: a requested launch), so they cost money."""
+    if workspace.state in _VOLUMES_GONE:
+        return False
+    return workspace.state == State.REQUESTED or bool(workspace.instance_id)
+
+
+def storage_usd_per_hour_of(workspaces) -> Decimal:
+    """What a member's existing disks cost per hour, from workspaces already loaded."""
+    return sum((w.storage_usd_per_hour for w in workspaces if has_volumes(w)), Decimal(0))
+
+
+def member_money_get(membership, *, workspaces=None, now: datetime | None = None):
+    """The member's budget, with their disks set aside to the end of term."""
+    if workspaces is None:
+        workspaces = list(Workspace.objects.filter(owner_id=membership.pk)
+                          .exclude(state__in=_VOLUMES_GONE)
+                          .only("state", "instance_id", "storage_usd_per_hour"))
+    return ledger.member_money(membership, now=now,
+                               storage_usd_per_hour=storage_usd_per_hour_of(workspaces))

@@ -166,11 +166,13 @@ def course_offer_get(*, membership: Membership, template_slug: str) -> TemplateO
 def offer_estimate(*, offer: TemplateOffer, membership: Membership, session_hours: Decimal,
                    sessions_per_week: int) -> Estimate | None:
     """The template's cost plan, with runway against what the member has left."""
+    from provisioning import metering
+
     if offer.usd_per_hour is None:
         return None
     return estimate_make(usd_per_hour=offer.usd_per_hour, session_hours=session_hours,
                          sessions_per_week=sessions_per_week,
-                         remaining=ledger.member_money(membership).remaining)
+                         remaining=metering.member_money_get(membership).remaining)
 
 
 def _approved_list_text(offers: list[TemplateOffer]) -> str:
@@ -207,6 +209,21 @@ def cloud_account_default() -> CloudAccount:
                       "endpoint_url": settings.AWS_ENDPOINT_URL},
         )
     return account
+
+
+def _member_metered(*, membership: Membership, now) -> Decimal:
+    """Lock the member, bill them to this second, and return what their disks cost per hour.
+
+    The guard decides on the ledger, so it must not read a ledger that is a
+    minute behind.
+    """
+    from provisioning import metering
+
+    Membership.objects.select_for_update(of=("self",), no_key=True).get(pk=membership.pk)
+    workspaces = list(Workspace.objects.filter(owner_id=membership.pk)
+                      .exclude(state=State.ARCHIVED).select_related("owner"))
+    metering.workspaces_meter(now=now, queryset=workspaces)
+    return metering.storage_usd_per_hour_of(workspaces)
 
 
 def workspace_launch(*, membership: Membership, template_slug: str, name: str,
@@ -268,11 +285,12 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
         except IntegrityError:
             raise LaunchRefused(f"You already have a workspace named {name!r}.", status=409,
                                 field="name") from None
+        disks = _member_metered(membership=membership, now=workspace.state_changed_at)
         try:
             authorization = budget_authorize(
                 membership=membership, workspace_id=workspace.pk, usd_per_hour=compute,
                 what=f"{template.slug} ({template.instance_type})",
-                at=workspace.state_changed_at, actor=actor)
+                at=workspace.state_changed_at, actor=actor, storage_usd_per_hour=disks)
         except BudgetRefused as refusal:
             raise LaunchRefused(refusal.message) from refusal
         workspace.launch_warning = authorization.warning
@@ -307,12 +325,14 @@ def workspace_start(*, workspace: Workspace, actor) -> Workspace:
         raise TransitionNotAllowed(f"Only a stopped workspace can be started; "
                                    f"{workspace.name} is {workspace.get_state_display().lower()}.")
     with transaction.atomic():
+        now = timezone.now()
+        disks = _member_metered(membership=workspace.owner, now=now)
         try:
             authorization = budget_authorize(
                 membership=workspace.owner, workspace_id=workspace.pk,
                 usd_per_hour=workspace.compute_usd_per_hour,
-                what=f"{workspace.name} ({workspace.instance_type})", at=timezone.now(),
-                actor=actor)
+                what=f"{workspace.name} ({workspace.instance_type})", at=now,
+                actor=actor, storage_usd_per_hour=disks)
         except BudgetRefused as refusal:
             raise StartRefused(refusal.message) from refusal
         workspace_transition(workspace=workspace, to=State.PENDING, actor=actor, reason="start",

@@ -124,7 +124,7 @@ def billing_sweep_task() -> int:
     """
     now = timezone.now()
     metered = list(metering.workspaces_to_meter(now=now))
-    metering.workspaces_meter(now=now, queryset=metered)
+    metering.workspaces_meter(now=now, queryset=metered, exact=False)
     members = enforcement.members_running(now=now)
     for membership_id in members:
         enforcement.member_budget_enforce(membership_id=membership_id, now=now)

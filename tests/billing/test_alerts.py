@@ -16,6 +16,12 @@ def spend(membership, amount, key):
                             note="usage stand-in", key=key)
 
 
+@pytest.fixture(autouse=True)
+def no_disk_reserve(settings):
+    """These tests check the compute money; disks set aside to term end: test_storage_reserve."""
+    settings.LENS_STORAGE_RESERVE_DAYS = 0
+
+
 @pytest.fixture
 def prof(course):
     return MembershipFactory(course=course, role=Membership.Role.INSTRUCTOR,
@@ -94,4 +100,4 @@ def test_the_member_sees_their_latest_alert_on_the_dashboard(client, student):
 
     html = client.get("/").content.decode()
 
-    assert "You have used 80% of your budget ($8.20 of $10.00)." in html
+    assert "You have reached 80% of your budget of $10.00." in html

@@ -18,6 +18,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 RATE = Decimal("0.0416")
 
 
+@pytest.fixture(autouse=True)
+def no_disk_reserve(settings):
+    """These tests check the compute money; disks set aside to term end: test_storage_reserve."""
+    settings.LENS_STORAGE_RESERVE_DAYS = 0
+
+
 @pytest.fixture
 def clock():
     with time_machine.travel(timezone.now().replace(microsecond=0), tick=False) as traveller:

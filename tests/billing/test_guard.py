@@ -15,6 +15,12 @@ def launch(membership, name):
                                      name=name, actor=membership.user)
 
 
+@pytest.fixture(autouse=True)
+def no_disk_reserve(settings):
+    """These tests check the compute money; disks set aside to term end: test_storage_reserve."""
+    settings.LENS_STORAGE_RESERVE_DAYS = 0
+
+
 def test_a_launch_holds_an_hour_at_the_machine_s_price(student, approved):
     workspace = launch(student, "w1")
 
