@@ -35,18 +35,21 @@ stopped, in the same instant it was asked to be). Compute is billed from the
 RUNNING event to the STOPPING event, as Lens meters it.
 
 The sweep. Beat runs it every minute: 150,000 times a term, which the real
-sweep (about 1-2 s each late in the term here) cannot do in minutes. It only
-changes the outcome in two ways, and those are reproduced exactly: (1) it may
-stop a running member whose money is running out, so it runs at every minute
-tick from three minutes before that moment (computed here independently, from
-the WorkspaceEvent history) until their machines are stopped; (2) the guard
-reads spend from the ledger without metering first, so before each launch or
-start the member's workspaces are metered (with the sweep's own
-`metering.workspaces_meter`) as of the last minute tick, which is what the
-sweep would have left. It also runs at term end. `--sweep-every N` adds a
-full sweep every N simulated minutes; `--sweep-every 1` is beat's schedule
-(slow: use it with a small class and cap, e.g. `--students 12 --weeks 1
---cap 1.2`, to check that the shortcut changes nothing).
+sweep cannot do in minutes here. It can only change the outcome by stopping
+a running member whose money is running out, so it runs at every minute tick
+from three minutes before that moment (computed here independently, from the
+WorkspaceEvent history) until their machines are stopped, and at term end.
+(The guard meters the member itself before it decides, so it does not depend
+on the sweep.) `--sweep-every N` adds a full sweep every N simulated minutes;
+`--sweep-every 1` is beat's schedule (slow: use it with a small class and cap,
+e.g. `--students 12 --weeks 1 --cap 1.2`, to check that the shortcut changes
+nothing).
+
+Disks. Lens sets aside the cost of a member's disks until the end of term
+(the course's `ends_at`), so machines may burn the cap minus that. For Lens,
+"exhaustion" is therefore the moment compute spend plus the disks to term end
+reaches the cap; the baselines set nothing aside, and theirs is the moment
+spend reaches it. Both are judged by spend at term end as well.
 """
 
 from __future__ import annotations
@@ -264,6 +267,22 @@ class WsModel:
             total += self.storage * (t - self.created) / 3600
         return total
 
+    def committed(self, t: float, term_end: float) -> float:
+        """Spend at `t` plus the disks from `t` to the end of term (what Lens sets aside)."""
+        total = self.spend(t)
+        if self.created is not None and self.created <= t:
+            total += self.storage * (term_end - t) / 3600
+        return total
+
+    def committed_lines(self, term_end: float) -> list[tuple[float, float, float]]:
+        """Compute runs as billed, and the disks to term end as a step when created."""
+        lines = [billed_run(start, term_end if end is None else end, self.compute)
+                 for start, end in self.runs]
+        if self.created is not None:
+            lines.append((self.created, self.created,
+                          self.storage * (term_end - self.created) / 3600))
+        return lines
+
 
 def seconds(at: datetime) -> float:
     return (at - SIM_START).total_seconds()
@@ -286,6 +305,7 @@ class Simulation:
         self.student_of = {m.pk: i for i, m in memberships.items()}
         self.main_slug = main_slug
         self.term_end = SIM_START + timedelta(weeks=args.weeks)
+        self.end = seconds(self.term_end)
         self.workspace_ids: dict[tuple[int, str], int] = {}
         self.models: dict[int, WsModel] = {}
         self.last_event_pk = 0
@@ -339,9 +359,8 @@ class Simulation:
             compute = sum(m.compute for m in models if m.running)
             if not compute:
                 continue
-            rate = compute + sum(m.storage for m in models if m.created is not None)
-            left = float(self.args.cap) - sum(m.spend(now) for m in models)
-            self.sweep_danger[student] = now + (left / rate) * 3600 - DANGER_MARGIN
+            left = float(self.args.cap) - sum(m.committed(now, self.end) for m in models)
+            self.sweep_danger[student] = now + (left / compute) * 3600 - DANGER_MARGIN
 
     def clock_now(self) -> datetime:
         from django.utils import timezone
@@ -413,24 +432,6 @@ class Simulation:
                   f"{time.perf_counter() - self.wall_start:6.1f} s, events so far {self.steps:,}",
                   file=sys.stderr, flush=True)
 
-    def ledger_as_the_sweep_left_it(self, membership_id: int, at: datetime) -> None:
-        """Meter the member as the one-minute sweep last did, before the guard reads the ledger.
-
-        The guard reads spend from the ledger without metering first, so what it
-        sees depends on the sweep (storage of stopped machines is metered by
-        nothing else). The sweep before `at` ran at the last minute tick; this does
-        its metering for this member only (the guard reads no one else's lines).
-        """
-        from provisioning import metering
-
-        tick = SIM_START + timedelta(minutes=math.floor(seconds(at) / 60))
-        if tick <= self.last_sweep:
-            return  # a real sweep ran there
-        self.clock.move_to(tick)
-        metering.workspaces_meter(now=tick, queryset=metering.workspaces_to_meter(now=tick)
-                                  .filter(owner_id=membership_id))
-        self.clock.move_to(at)
-
     # -- the steps
 
     def session_start(self, session: Session) -> bool:
@@ -439,7 +440,6 @@ class Simulation:
         membership = self.memberships[session.student]
         key = (session.student, session.kind)
         self.counts["session starts"] += 1
-        self.ledger_as_the_sweep_left_it(membership.pk, session.start)
         try:
             if key not in self.workspace_ids:
                 workspace = services.workspace_launch(
@@ -547,18 +547,19 @@ def lens_outcomes(sim: Simulation) -> tuple[list[Outcome], dict[int, float]]:
         curve = Curve(lines[student])
         final = curve.at(end)
         model_gap[student] = final - sum(m.spend(end) for m in models)
+        # What Lens enforces: compute spend plus the disks set aside to term end.
+        enforced = Curve([line for m in models for line in m.committed_lines(end)])
         runs = [(start, end if stop is None else stop) for m in models for start, stop in m.runs]
-        outcome = episode(student, curve, runs, cap=cap, final=final)
+        outcome = episode(student, enforced, runs, cap=cap, final=final)
         stops = sorted(budget_stops[student])
         if stops and (outcome.exhausted is None or stops[0] < outcome.exhausted):
-            # Stopped before the money ran out: when it would have run out at the rate it
-            # was burning (compute of what ran, plus every existing volume).
+            # Stopped a little before the money ran out: when it would have run out at the
+            # compute rate it was burning (the disks are already counted to term end).
             first = stops[0]
             rate = sum(m.compute for m in models
                        if any(a < first and (b is None or b >= first) for a, b in m.runs))
-            rate += sum(m.storage for m in models if m.created is not None and m.created < first)
             if outcome.stopped is None:  # nothing ran past the cap
-                outcome.exhausted = first + (cap - curve.at(first)) / rate * 3600
+                outcome.exhausted = first + (cap - enforced.at(first)) / rate * 3600
                 outcome.stopped = first
             else:
                 outcome.note = "budget stop came early, yet a machine ran past the cap later"
@@ -725,7 +726,7 @@ def aws_calls_count(counter: Counter) -> None:
     aws._client = counted
 
 
-def course_make(*, students: int, cap: Decimal):
+def course_make(*, students: int, cap: Decimal, term_end: datetime):
     from django.contrib.auth import get_user_model
 
     from billing.services import prices_load_bundled
@@ -736,7 +737,7 @@ def course_make(*, students: int, cap: Decimal):
     course = Course.objects.create(
         code="BENCH101", title="Budget overrun bench", status=Course.Status.ACTIVE,
         time_zone="UTC", region="us-east-1", default_member_budget=cap,
-        max_concurrent_workspaces=2, starts_at=SIM_START)
+        max_concurrent_workspaces=2, starts_at=SIM_START, ends_at=term_end)
     for slug, (instance_type, name) in TEMPLATES.items():
         template = WorkspaceTemplate.objects.create(slug=slug, name=name, image=AL2023,
                                                     instance_type=instance_type)
@@ -805,7 +806,8 @@ def main(argv: list[str] | None = None) -> int:
         with time_machine.travel(SIM_START, tick=False) as clock:
             CloudAccount.objects.create(name="bench", region="us-east-1", endpoint_url=endpoint,
                                         is_default=True)
-            course, memberships = course_make(students=args.students, cap=args.cap)
+            course, memberships = course_make(students=args.students, cap=args.cap,
+                                              term_end=SIM_START + timedelta(weeks=args.weeks))
             sim = Simulation(args=args, clock=clock, sessions=sessions,
                              memberships=memberships, main_slug=main_slug)
             sim.run()
@@ -854,11 +856,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     table_print(rows)
     print()
-    print("overrun = spend when the machines stopped - cap (>= 0); delay = stop time - "
-          "exhaustion time (negative: stopped before the money ran out); stops = students with "
-          "a delay (a machine billed at or after exhaustion, or stopped just before it; those "
-          "who crossed on disk storage alone, with nothing running, have none); term-end = "
-          "spend at the end of term - cap, which adds the storage billed after the stop.")
+    print("overrun = spend when the machines stopped - cap (>= 0; for Lens, spend plus the "
+          "disks set aside to term end); delay = stop time - exhaustion time (negative: stopped "
+          "before the money ran out); stops = students with a delay (a machine billed at or "
+          "after exhaustion, or stopped just before it; those who crossed on disk storage alone, "
+          "with nothing running, have none); term-end = spend at the end of term - cap, which "
+          "adds the storage billed after the stop.")
     lens = rows[0]
     met = (lens.max_overrun <= GOAL_OVERRUN
            and (lens.p99 is None or lens.p99 <= GOAL_P99_DELAY))

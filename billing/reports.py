@@ -10,7 +10,7 @@ import csv
 import io
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -386,6 +386,23 @@ class WeeklyReport(_TermShare):
         return chart_make(days=self.days)
 
 
+WorkspaceNamer = Callable[[list[int]], Mapping[int, str]]
+_namers: list[WorkspaceNamer] = []
+
+
+def workspace_namer_register(namer: WorkspaceNamer) -> None:
+    """Let the app that owns workspaces name them in reports (billing knows only ids)."""
+    if namer not in _namers:
+        _namers.append(namer)
+
+
+def _workspace_names(ids: list[int]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for namer in _namers:
+        names.update(namer(ids))
+    return names
+
+
 def _workspace_label(workspace_id: int | None, names: Mapping[int, str]) -> str:
     if workspace_id is None:
         return "Adjustments and credits"
@@ -396,9 +413,9 @@ def member_weekly_report(*, membership: Membership, end: datetime,
                          workspace_names: Mapping[int, str] | None = None) -> WeeklyReport:
     """The seven local days up to `end`, with the figures an advisor asks for.
 
-    Billing knows workspaces by id only; a caller that knows their names
-    (provisioning) passes `workspace_names`, others get "workspace #id".
-    Four queries at most, however many lines the member has.
+    Billing knows workspaces by id only; their names come from
+    `workspace_names` or the namer provisioning registers (one query more).
+    Five queries at most, however many lines the member has.
     """
     course = membership.course
     zone = course.zone
@@ -417,7 +434,8 @@ def member_weekly_report(*, membership: Membership, end: datetime,
             month += amount
     days = [DayCost(day=start + timedelta(days=i), amount=per_day[start + timedelta(days=i)])
             for i in range(7)]
-    names = workspace_names or {}
+    names = workspace_names if workspace_names is not None else _workspace_names(
+        [ws for ws in per_ws if ws is not None])
     workspaces = [WorkspaceCost(workspace_id=ws, label=_workspace_label(ws, names), amount=amount)
                   for ws, amount in sorted(per_ws.items(),
                                            key=lambda item: (-item[1], item[0] or 0))]

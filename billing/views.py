@@ -1,8 +1,4 @@
-"""Weekly report pages and CSV downloads. Thin: access and figures are in billing.reports.
-
-Billing does not know workspace names (it may not import provisioning), so
-these pages show "workspace #id".
-"""
+"""Weekly report pages and CSV downloads. Thin: access and figures are in billing.reports."""
 
 from __future__ import annotations
 

@@ -258,6 +258,24 @@ def test_the_owner_sees_their_report_page_with_figures_and_an_svg_chart(
     assert "workspace #9" in html and "America/New_York" in html
 
 
+def test_the_report_names_the_member_s_workspaces(client, term, student, prices):
+    from provisioning.models import Workspace
+    from provisioning.services import cloud_account_default
+    from tests.factories import TemplateFactory
+
+    workspace = Workspace.objects.create(
+        owner=student, template=TemplateFactory(), name="thesis-gpu",
+        cloud_account=cloud_account_default(), instance_type="t3.medium",
+        compute_usd_per_hour=Decimal("0.0416"))
+    spend(student, ny(2026, 9, 16, 0, 10), "2.00", workspace_id=workspace.pk)
+    login(client, student)
+
+    with time_machine.travel(NOW, tick=False):
+        html = client.get(reverse("member-report", args=[student.pk])).content.decode()
+
+    assert "thesis-gpu" in html and f"workspace #{workspace.pk}" not in html
+
+
 def test_the_api_gives_the_member_report_with_decimal_strings(client, week_lines, student):
     login(client, student)
 
@@ -390,8 +408,8 @@ def test_the_member_report_page_query_count_does_not_grow_with_lines(client, ter
 
     with time_machine.travel(NOW, tick=False):
         # session, user, the member with the course, the reader's membership,
-        # and the window's three: summed days, lines across midnight, before
-        assert _queries(client, reverse("member-report", args=[student.pk])) == 7
+        # the window's three: summed days, lines across midnight, before; workspace names
+        assert _queries(client, reverse("member-report", args=[student.pk])) == 8
 
 
 @pytest.mark.parametrize("students", [5, 40])
