@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from lens.env import env_bool, env_decimal, env_int, env_list, env_str
 
@@ -115,6 +116,15 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "lens")
+# Stops that protect a budget go to their own queue, which every worker also
+# consumes, so they are not stuck behind a backlog of launches (a class of 400
+# pressing Launch at 9:00). AWS bills a machine until StopInstances is called.
+CELERY_URGENT_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-urgent"
+CELERY_TASK_QUEUES = [Queue(CELERY_URGENT_QUEUE), Queue(CELERY_TASK_DEFAULT_QUEUE)]
+CELERY_TASK_ROUTES = {
+    "provisioning.tasks.member_budget_check_task": {"queue": CELERY_URGENT_QUEUE},
+    "provisioning.tasks.workspace_stop_task": {"queue": CELERY_URGENT_QUEUE},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -194,3 +194,15 @@ def test_a_stopped_workspace_shows_its_session_summary(
     html = client.get("/").content.decode()
     # Term spend also counts the disks (30 GiB of gp3 for the same 2 h 13 min).
     assert "Last session: 2 h 13 min, $0.0922 · term spend $0.0995 (0% of $50.00)" in html
+
+
+def test_budget_stops_go_to_the_urgent_queue_which_workers_consume_first(settings):
+    from lens.celery import app
+
+    route = app.amqp.router.route({}, "provisioning.tasks.workspace_stop_task")
+    check = app.amqp.router.route({}, "provisioning.tasks.member_budget_check_task")
+    launch = app.amqp.router.route({}, "provisioning.tasks.workspace_launch_task")
+
+    assert route["queue"].name == check["queue"].name == settings.CELERY_URGENT_QUEUE
+    assert launch["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
+    assert [q.name for q in app.conf.task_queues][0] == settings.CELERY_URGENT_QUEUE
