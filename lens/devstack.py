@@ -351,8 +351,9 @@ DEMO_BANNER = """
 
   Sign in with any of these (password: lens-demo)
     student   emily.chen@demo.lens.edu       (also david.kim@…; $24 budget each)
-    student   sophie.martinez@demo.lens.edu  ($0.004 of $0.01 left: launch, and Lens
-                                              stops it at the cap about 5 minutes later)
+    student   sophie.martinez@demo.lens.edu  (about 10 minutes of machine time left after
+                                              her disks are set aside to term end: launch,
+                                              and Lens stops it at the cap)
     instructor jennifer.martinez@demo.lens.edu
     head TA   alex.thompson@demo.lens.edu
     TA        priya.sharma@demo.lens.edu

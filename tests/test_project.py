@@ -1,5 +1,7 @@
 """Project plumbing a user or operator relies on: settings, demo data, API docs."""
 
+from decimal import Decimal
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
@@ -58,3 +60,24 @@ def test_every_model_s_admin_list_opens_for_a_superuser(client, db):
         opts = model._meta
         response = client.get(f"/admin/{opts.app_label}/{opts.model_name}/")
         assert response.status_code == 200, opts.label
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_s_low_budget_student_gets_minutes_of_machine_time_after_her_disks(settings):
+    from datetime import UTC, datetime, timedelta
+
+    import time_machine
+
+    from provisioning.models import BudgetWatch
+    from provisioning.services import workspace_launch
+
+    settings.LENS_HOLD_HOURS = Decimal("0.05")  # as `make demo` sets it
+    with time_machine.travel(datetime(2026, 11, 23, 18, 0, tzinfo=UTC), tick=False):
+        call_command("demo_seed")
+        sophie = Membership.objects.get(email="sophie.martinez@demo.lens.edu")
+        workspace_launch(membership=sophie, template_slug="ml-cpu-student", name="hw",
+                         actor=sophie.user)
+        check_at = BudgetWatch.objects.get(membership=sophie).check_at
+        left = check_at - datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+
+    assert timedelta(minutes=5) < left < timedelta(minutes=21)

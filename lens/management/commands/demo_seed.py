@@ -5,24 +5,26 @@ run neither duplicates nor fails, and never touches workspaces.
 """
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from billing import ledger
 from billing.services import prices_load_bundled
 from courses.models import Course, Membership
-from provisioning.models import ApprovedTemplate, WorkspaceTemplate
-from provisioning.services import cloud_account_default
+from provisioning.models import ApprovedTemplate, Workspace, WorkspaceTemplate
+from provisioning.services import cloud_account_default, storage_usd_per_hour
 
 PASSWORD = "lens-demo"
 DOMAIN = "demo.lens.edu"
 AL2023 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
+SET_BELOW = object()
 PEOPLE = [
     # local part, name, role, section, own cap (None: the course default, $24)
     ("jennifer.martinez", "Dr. Jennifer Martinez", Membership.Role.INSTRUCTOR, "", None),
@@ -30,9 +32,10 @@ PEOPLE = [
     ("priya.sharma", "Priya Sharma", Membership.Role.TA, "A", None),
     ("emily.chen", "Emily Chen", Membership.Role.STUDENT, "A", None),
     ("david.kim", "David Kim", Membership.Role.STUDENT, "A", None),
-    # A cent, 0.6 of it already used (below): her machine is stopped at the cap
-    # about five minutes after launch.
-    ("sophie.martinez", "Sophie Martinez", Membership.Role.STUDENT, "B", Decimal("0.01")),
+    # Her cap is set below: what she has used, her disks until term end, and
+    # about ten minutes of a t3.medium, so Lens stops her machine at the cap soon
+    # after she launches it.
+    ("sophie.martinez", "Sophie Martinez", Membership.Role.STUDENT, "B", SET_BELOW),
 ]
 
 TEMPLATES = [
@@ -82,11 +85,11 @@ class Command(BaseCommand):
             user, _ = User.objects.get_or_create(username=local, defaults={
                 "email": email, "first_name": first, "last_name": last})
             self._password(user)
-            Membership.objects.update_or_create(
-                course=course, email=email,
-                defaults={"user": user, "name": name, "role": role, "section": section,
-                          "status": Membership.Status.ACTIVE, "budget_cap": cap},
-            )
+            defaults = {"user": user, "name": name, "role": role, "section": section,
+                        "status": Membership.Status.ACTIVE}
+            if cap is not SET_BELOW:
+                defaults["budget_cap"] = cap
+            Membership.objects.update_or_create(course=course, email=email, defaults=defaults)
         sophie = Membership.objects.get(course=course, email=f"sophie.martinez@{DOMAIN}")
         ledger.adjustment_grant(membership=sophie, amount=Decimal("0.006"), actor=None,
                                 note="earlier use (demo data)", key="demo-sophie-earlier-use")
@@ -100,7 +103,25 @@ class Command(BaseCommand):
                     defaults={"requires_approval": needs, "note": note})
             else:
                 ApprovedTemplate.objects.filter(course=course, template=template).delete()
+        self._sophie_cap(course, sophie)
         self.stdout.write(f"Demo data ready: {course} with {len(PEOPLE)} people.")
+
+    def _sophie_cap(self, course, sophie):
+        """Enough for her disks to term end and about ten minutes of machine time.
+
+        Recomputed at every start of the demo, since what the disks will cost
+        shrinks as the term goes by. Caps are whole cents: 6 to 20 minutes.
+        """
+        if Workspace.objects.filter(owner=sophie).exists():
+            return  # she has launched: leave her budget as the demo left it
+        template = WorkspaceTemplate.objects.get(slug="ml-cpu-student")
+        disks = storage_usd_per_hour(region=course.region,
+                                     gib=template.root_volume_gib + template.home_volume_gib)
+        needed = (ledger.member_spend(membership_id=sophie.pk) + Decimal("0.004")
+                  + ledger.storage_reserved(course=course, usd_per_hour=disks,
+                                            now=timezone.now()))
+        Membership.objects.filter(pk=sophie.pk).update(
+            budget_cap=needed.quantize(Decimal("0.01"), rounding=ROUND_UP))
 
     def _password(self, user):
         if not user.check_password(PASSWORD):
