@@ -195,6 +195,8 @@ def test_a_signed_assertion_signs_the_invited_person_in_and_joins_their_course(
                                                        "member@state.example.edu"]
     account = SocialAccount.objects.get(user=invited.user)
     assert (account.provider, account.uid) == (IDP, "mlopez@state.example.edu")
+    linked = visitor.get(reverse("socialaccount_connections")).content.decode()
+    assert "State University" in linked and "student@state.example.edu" in linked
 
 
 def test_signing_in_again_uses_the_same_account(saml_idp, visitor, invited):
@@ -282,4 +284,5 @@ def test_an_idp_that_releases_no_affiliation_still_signs_the_person_in(saml_idp,
     assert signed_in_email(visitor) == EMAIL
     invited.refresh_from_db()
     assert affiliation_for_user(user=invited.user) == []
-    assert visitor.get(reverse("socialaccount_connections")).status_code == 200
+    linked = visitor.get(reverse("socialaccount_connections")).content.decode()
+    assert "State University" in linked and "()" not in linked
