@@ -9,6 +9,7 @@ from allauth.socialaccount.internal import jwtkit
 from allauth.socialaccount.models import SocialApp
 from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView
 from allauth.socialaccount.providers.openid_connect.views import OpenIDConnectOAuth2Adapter
+from django.conf import settings
 from django.http import Http404
 
 from courses.services import membership_claim_invitations
@@ -24,6 +25,10 @@ class LensAccountAdapter(DefaultAccountAdapter):
         membership_claim_invitations(user=user)
         return super().login(request, user)
 
+    def is_open_for_signup(self, request):
+        """Local (email and password) sign-up, off with ACCOUNT_ALLOW_SIGNUPS=false."""
+        return settings.ACCOUNT_ALLOW_SIGNUPS
+
 
 class LensSocialAccountAdapter(DefaultSocialAccountAdapter):
     """University sign-in: keep the IdP's affiliation with the account.
@@ -33,6 +38,11 @@ class LensSocialAccountAdapter(DefaultSocialAccountAdapter):
     faculty, staff, …) has no User field, so it is kept in the social
     account's extra data under "affiliation", refreshed at every sign-in.
     """
+
+    def is_open_for_signup(self, request, sociallogin):
+        # Anyone the university vouches for may have an account; they see only
+        # the courses they were invited to. ACCOUNT_ALLOW_SIGNUPS is for local ones.
+        return True
 
     def pre_social_login(self, request, sociallogin):
         account = sociallogin.account

@@ -174,6 +174,8 @@ def test_the_sign_in_page_offers_the_university_and_local_accounts(saml_idp, vis
 
     assert "Sign in with State University" in page
     assert 'name="password"' in page  # local accounts stay for development
+    bookmarked = visitor.get(reverse("saml_login", args=["state"])).content.decode()
+    assert "Sign in with State University" in bookmarked and "Continue" in bookmarked
 
 
 def test_a_signed_assertion_signs_the_invited_person_in_and_joins_their_course(
@@ -197,6 +199,21 @@ def test_a_signed_assertion_signs_the_invited_person_in_and_joins_their_course(
     assert (account.provider, account.uid) == (IDP, "mlopez@state.example.edu")
     linked = visitor.get(reverse("socialaccount_connections")).content.decode()
     assert "State University" in linked and "student@state.example.edu" in linked
+
+
+def test_with_local_sign_up_closed_university_people_still_get_in(saml_idp, visitor, invited,
+                                                                  settings):
+    settings.ACCOUNT_ALLOW_SIGNUPS = False
+    closed = visitor.post(reverse("account_signup"), {
+        "email": "someone@state.example.edu", "password1": "a-long-pass-phrase-1",
+        "password2": "a-long-pass-phrase-1"})
+    assert not get_user_model().objects.exists()
+    assert "closed" in closed.content.decode().lower()
+
+    request = start_sign_in(visitor)
+    post_to_acs(visitor, signed_response(saml_idp, in_response_to=request["id"]))
+
+    assert signed_in_email(visitor) == EMAIL
 
 
 def test_signing_in_again_uses_the_same_account(saml_idp, visitor, invited):
