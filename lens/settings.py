@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from lens.env import env_bool, env_decimal, env_int, env_list, env_str
+from lens.signin import sso_providers_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -168,8 +169,19 @@ ACCOUNT_ALLOW_SIGNUPS = env_bool("ACCOUNT_ALLOW_SIGNUPS", True)
 ACCOUNT_LOGOUT_ON_GET = False
 LOGIN_REDIRECT_URL = "/"
 LOGIN_URL = "/accounts/login/"
-# SSO providers (SAML, OIDC) are added here by the university sign-in issue.
-SOCIALACCOUNT_PROVIDERS: dict = {}
+# University SSO: one SAML IdP and/or one OpenID Connect provider from SAML_* /
+# OIDC_* (lens/signin.py, README "University sign-in"); more as SocialApp rows
+# in the admin.
+INSTALLED_APPS += [
+    "allauth.socialaccount.providers.saml",
+    "allauth.socialaccount.providers.openid_connect",
+]
+SOCIALACCOUNT_ADAPTER = "courses.adapters.LensSocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = sso_providers_from_env()
+# A university account whose email the IdP vouches for (SSO_VERIFIED_EMAIL_DOMAINS)
+# signs in to the existing Lens account with that email instead of a second one.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 
 # --- API -------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from courses.adapters import oidc_callback
 from lens import api, course_views, views
 from provisioning.api import CourseTemplatesView, WorkspaceViewSet
 
@@ -17,6 +18,9 @@ urlpatterns = [
          course_views.member_budget, name="member-budget"),
     path("", include("provisioning.urls")),
     path("", include("billing.urls")),
+    # Ahead of allauth's own route: the callback that always checks the id_token signature.
+    path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback,
+         name="openid_connect_callback"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
