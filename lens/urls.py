@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("provisioning.urls")),
     path("", include("billing.urls")),
     path("accounts/", include("allauth.urls")),
+    path("lti/", include("courses.lti_urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
     path("api/courses/<int:course_id>/templates/", CourseTemplatesView.as_view(),
