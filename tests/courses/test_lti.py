@@ -518,6 +518,7 @@ def test_roster_sync_reads_every_page_and_adds_people_with_their_roles(
     assert roster["noah.kim@uni.example.edu"].role == Membership.Role.STUDENT
     assert roster["noah.kim@uni.example.edu"].status == Membership.Status.INVITED
     assert roster[old_ta.email].role == Membership.Role.TA  # listed as learner: not lowered
+    assert old_ta.email not in report["updated"]
     assert roster[teacher.email].role == Membership.Role.INSTRUCTOR
     assert roster["gone@uni.example.edu"].status == Membership.Status.REVOKED
     assert {"left@uni.example.edu", "designer@uni.example.edu"}.isdisjoint(roster)
