@@ -502,7 +502,8 @@ def test_roster_sync_reads_every_page_and_adds_people_with_their_roles(
         linked, lms, canvas_roster):
     context, teacher = linked
     course = context.course
-    old_ta = MembershipFactory(course=course, role=Membership.Role.TA, user__username="old.ta")
+    old_ta = MembershipFactory(course=course, role=Membership.Role.TA, user__username="old.ta",
+                               name="Old TA")
     MembershipFactory(course=course, user__username="gone", status=Membership.Status.REVOKED)
     only_in_lens = MembershipFactory(course=course, user__username="walkin")
     emily = UserFactory(username="emily.chen")
