@@ -6,6 +6,7 @@ import zoneinfo
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -112,3 +113,104 @@ class Membership(models.Model):
     @property
     def display_name(self) -> str:
         return self.name or self.email
+
+
+# --- LTI 1.3 (sign-in and roster from an LMS; services in courses/lti.py) ---
+
+
+class LtiPlatform(models.Model):
+    """An LMS registration: what the LMS told us when the tool was installed there.
+
+    Canvas cloud shares one issuer (https://canvas.instructure.com) between all
+    schools, so a platform is the pair (issuer, client_id), not the issuer.
+    """
+
+    name = models.CharField(max_length=120, help_text="e.g. University Canvas.")
+    issuer = models.URLField(max_length=300, help_text="The `iss` the LMS puts in its tokens.")
+    client_id = models.CharField(max_length=200, help_text="The tool's client id in the LMS "
+                                 "(Canvas: the developer key's id).")
+    auth_login_url = models.URLField(max_length=500, help_text="OIDC authorization endpoint.")
+    auth_token_url = models.URLField(max_length=500, help_text="OAuth 2 token endpoint.")
+    token_audience = models.CharField(
+        max_length=500, blank=True,
+        help_text="`aud` of the tool's token request, when the LMS wants something other "
+                  "than the token URL.")
+    jwks_url = models.URLField(max_length=500, help_text="Where the LMS publishes its public "
+                               "keys.")
+    deployment_ids = ArrayField(
+        models.CharField(max_length=255), default=list, blank=True,
+        help_text="Deployments of the tool that may launch, separated by commas "
+                  "(Canvas shows them as e.g. 1:4dde05e8ca1973bcca9bffc13e1548820eee93a3).")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "LTI platform"
+        constraints = [
+            models.UniqueConstraint("issuer", "client_id", name="lti_platform_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LtiToolKey(models.Model):
+    """The tool's RSA key pair. The public half is served at /lti/jwks/; the
+    private half is encrypted at rest with a key derived from SECRET_KEY."""
+
+    kid = models.CharField(max_length=64, unique=True)
+    public_jwk = models.JSONField()
+    private_key_encrypted = models.BinaryField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "LTI tool key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.kid
+
+
+class LtiContext(models.Model):
+    """An LMS course (context) seen in a launch, and the Lens course it is linked to."""
+
+    platform = models.ForeignKey(LtiPlatform, on_delete=models.CASCADE, related_name="contexts")
+    context_id = models.CharField(max_length=255)
+    deployment_id = models.CharField(max_length=255)
+    title = models.CharField(max_length=255, blank=True)
+    label = models.CharField(max_length=255, blank=True)
+    course = models.ForeignKey(Course, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="lti_contexts")
+    memberships_url = models.URLField(
+        max_length=500, blank=True,
+        help_text="Names and Role Provisioning Services URL from the latest launch.")
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_sync_report = models.JSONField(default=dict, blank=True)
+    last_sync_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "LTI context"
+        constraints = [
+            models.UniqueConstraint("platform", "context_id", name="lti_context_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title or self.context_id} ({self.platform})"
+
+
+class LtiLoginState(models.Model):
+    """One OIDC login in flight: the state and nonce we sent, used at most once."""
+
+    state = models.CharField(max_length=64, unique=True)
+    nonce = models.CharField(max_length=64)
+    platform = models.ForeignKey(LtiPlatform, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "LTI login state"
+
+    def __str__(self) -> str:
+        return f"login to {self.platform} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -21,6 +21,8 @@ class Action(StrEnum):
     VIEW_MONEY = "view_money"  # a member's spend, ledger and reports
     MANAGE_BUDGET = "manage_budget"  # change caps, grant adjustments
     VIEW_COURSE_MONEY = "view_course_money"  # every member's spend, the course report
+    LINK_LMS = "link_lms"  # link an LMS course (LTI context) to this course
+    SYNC_LMS_ROSTER = "sync_lms_roster"  # pull the roster from the linked LMS course
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -37,6 +39,9 @@ _COURSE_ACTIONS: dict[str, set[Action]] = {
     Role.TA: {Action.VIEW_COURSE_MONEY},
     Role.STUDENT: set(),
 }
+# LTI: instructors link LMS courses; instructors and head TAs pull the LMS roster.
+_COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.LINK_LMS, Action.SYNC_LMS_ROSTER}
+_COURSE_ACTIONS[Role.HEAD_TA] |= {Action.SYNC_LMS_ROSTER}
 
 
 def membership_may(*, actor: Membership | None, action: Action,

@@ -22,6 +22,7 @@ urlpatterns = [
     path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback,
          name="openid_connect_callback"),
     path("accounts/", include("allauth.urls")),
+    path("lti/", include("courses.lti_urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
     path("api/courses/<int:course_id>/templates/", CourseTemplatesView.as_view(),

@@ -1,0 +1,27 @@
+"""Celery tasks for courses: thin and idempotent, taking ids."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from courses import lti
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 5
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def lti_roster_sync_task(self, context_id: int) -> None:
+    """Sync one LMS course's roster; safe to run twice (the sync only adds and raises)."""
+    try:
+        lti.lti_roster_sync(context_id=context_id)
+    except lti.LtiTransientError as exc:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 5, 300)) from exc
+        lti.lti_roster_sync_fail(context_id=context_id, reason=str(exc))
+    except lti.LtiError as exc:
+        log.warning("LTI roster sync of context %s refused: %s", context_id, exc)
+        lti.lti_roster_sync_fail(context_id=context_id, reason=str(exc))
