@@ -86,7 +86,8 @@ class CourseViewSet(viewsets.ViewSet):
         return Response(s.CourseSerializer(s.CourseSerializer.data_of(course)).data)
 
     @extend_schema(request=s.CourseSerializer, responses={200: s.CourseSerializer, **_DENIED},
-                   summary="Replace a course's settings (instructor)")
+                   summary="Set a course's settings; optional fields left out keep their values "
+                           "(instructor)")
     def update(self, request, pk=None):
         return self._update(request, pk, partial=False)
 

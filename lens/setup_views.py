@@ -71,6 +71,10 @@ def _summary(data, course: Course | None) -> dict:
     if zone and setup.zone_is_known(str(zone)) and start and end and start <= end:
         starts, ends = setup.term_bounds(start=start, end=end, time_zone=str(zone))
         term = {"zone": zone, "starts": starts, "ends": ends, "days": (end - start).days + 1}
+    elif start and end and start > end:
+        term = {"problem": "The last day is before the first."}
+    elif zone and not setup.zone_is_known(str(zone)):
+        term = {"problem": f"Unknown time zone “{zone}”."}
     return {"plan": plan, "term": term}
 
 

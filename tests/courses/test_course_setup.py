@@ -170,6 +170,7 @@ def test_the_summary_shows_students_times_default_and_warns_when_it_exceeds_the_
     html = response.content.decode()
     assert "50 × $30.00 = <strong>$1,500.00</strong>" in html
     assert "is more than the course budget of $1,200.00" in html
+    assert "to Fri Dec 13, 2024 23:59:59 EST" in html
     ok = client.post("/courses/new/summary/", {"budget_total": "1200",
                                                "default_member_budget": "24",
                                                "expected_students": "50"})
