@@ -44,6 +44,19 @@ class Course(models.Model):
     max_concurrent_workspaces = models.PositiveSmallIntegerField(default=1)
     max_daily_cost = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     idle_stop_minutes = models.PositiveIntegerField(null=True, blank=True)
+    expected_students = models.PositiveIntegerField(
+        null=True, blank=True, help_text="For planning the budget; the roster decides who is in.")
+    # What the term-end close does at ends_at.
+    term_end_stop = models.BooleanField(default=True, help_text="Stop every running workspace.")
+    term_end_archive = models.BooleanField(default=True,
+                                           help_text="Archive students' workspaces.")
+    term_end_revoke = models.BooleanField(default=True, help_text="Revoke students' access.")
+    term_end_report = models.BooleanField(default=True,
+                                          help_text="Email the final cost report to staff.")
+    retention_days = models.PositiveIntegerField(
+        default=365, help_text="How long archived work is kept after the term.")
+    duplicated_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="duplicates")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -23,6 +23,8 @@ class Action(StrEnum):
     VIEW_COURSE_MONEY = "view_course_money"  # every member's spend, the course report
     LINK_LMS = "link_lms"  # link an LMS course (LTI context) to this course
     SYNC_LMS_ROSTER = "sync_lms_roster"  # pull the roster from the linked LMS course
+    VIEW_SETTINGS = "view_settings"  # the course's settings page, read-only
+    MANAGE_COURSE = "manage_course"  # change settings and approved templates, duplicate
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -34,9 +36,9 @@ _STAFF_WORKSPACE_ACTIONS: dict[str, set[Action]] = {
     Role.STUDENT: set(),
 }
 _COURSE_ACTIONS: dict[str, set[Action]] = {
-    Role.INSTRUCTOR: {Action.VIEW_COURSE_MONEY},
-    Role.HEAD_TA: {Action.VIEW_COURSE_MONEY},
-    Role.TA: {Action.VIEW_COURSE_MONEY},
+    Role.INSTRUCTOR: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS, Action.MANAGE_COURSE},
+    Role.HEAD_TA: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS},
+    Role.TA: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS},
     Role.STUDENT: set(),
 }
 # LTI: instructors link LMS courses; instructors and head TAs pull the LMS roster.

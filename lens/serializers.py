@@ -3,6 +3,10 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from billing.models import LedgerEntry
+from courses import setup
+from courses.models import Course
+from provisioning.approvals import course_templates_of
+from provisioning.serializers import ApprovedTemplateSerializer
 
 
 class MemberMoneySerializer(serializers.Serializer):
@@ -59,3 +63,86 @@ class EstimateSerializer(serializers.Serializer):
     per_day_running = serializers.DecimalField(max_digits=12, decimal_places=2)
     remaining = serializers.DecimalField(max_digits=18, decimal_places=2, allow_null=True)
     weeks_of_runway = serializers.DecimalField(max_digits=12, decimal_places=1, allow_null=True)
+
+
+def _money(**kwargs):
+    return serializers.DecimalField(max_digits=12, decimal_places=2, **kwargs)
+
+
+class CourseSerializer(serializers.Serializer):
+    """A course's settings and approved templates; the rules are courses.setup's.
+
+    The term is given as local first and last days in `time_zone`; `starts_at`
+    and `ends_at` are the resulting UTC instants (the last day ends 23:59:59
+    local).
+    """
+
+    id = serializers.IntegerField(read_only=True)
+    status = serializers.CharField(read_only=True)
+    code = serializers.CharField(max_length=40)
+    title = serializers.CharField(max_length=200)
+    term_label = serializers.CharField(max_length=60, allow_blank=True, required=False)
+    kind = serializers.ChoiceField(choices=Course.Kind.choices, required=False)
+    time_zone = serializers.CharField(max_length=64, help_text="An IANA name, e.g. "
+                                                               "America/New_York.")
+    start_date = serializers.DateField()
+    end_date = serializers.DateField()
+    starts_at = serializers.DateTimeField(read_only=True)
+    ends_at = serializers.DateTimeField(read_only=True)
+    budget_total = _money(required=False, help_text="0 = no course-wide total.")
+    default_member_budget = _money(required=False)
+    expected_students = serializers.IntegerField(allow_null=True, required=False)
+    max_concurrent_workspaces = serializers.IntegerField(required=False,
+                                                         help_text="0 = no limit.")
+    max_daily_cost = _money(allow_null=True, required=False)
+    idle_stop_minutes = serializers.IntegerField(allow_null=True, required=False)
+    term_end_stop = serializers.BooleanField(required=False)
+    term_end_archive = serializers.BooleanField(required=False)
+    term_end_revoke = serializers.BooleanField(required=False)
+    term_end_report = serializers.BooleanField(required=False)
+    retention_days = serializers.IntegerField(required=False)
+    approved_templates = ApprovedTemplateSerializer(
+        many=True, required=False,
+        help_text="The whole approved list; when given on update it replaces the old one.")
+
+    def validate(self, attrs):
+        course = self.context.get("course")
+        base = setup.course_settings_of(course) if course is not None else dict(setup.DEFAULTS)
+        values = {**base, **{k: v for k, v in attrs.items() if k in setup.SETTINGS_FIELDS}}
+        errors = setup.course_settings_errors(values=values, course=course)
+        slugs = [line["template"].slug for line in attrs.get("approved_templates", [])]
+        twice = sorted({slug for slug in slugs if slugs.count(slug) > 1})
+        if twice:
+            errors["approved_templates"] = [f"Listed more than once: {', '.join(twice)}."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    @staticmethod
+    def data_of(course: Course) -> dict:
+        return {**setup.course_settings_of(course), "id": course.pk, "status": course.status,
+                "starts_at": course.starts_at, "ends_at": course.ends_at,
+                "approved_templates": course_templates_of(course=course)}
+
+
+class CourseListSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="course.id")
+    code = serializers.CharField(source="course.code")
+    title = serializers.CharField(source="course.title")
+    term_label = serializers.CharField(source="course.term_label")
+    status = serializers.CharField(source="course.status")
+    role = serializers.CharField()
+
+
+class CourseDuplicateSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=40)
+    title = serializers.CharField(max_length=200, required=False)
+    term_label = serializers.CharField(max_length=60, allow_blank=True, required=False)
+    start_date = serializers.DateField()
+    end_date = serializers.DateField()
+
+    def validate(self, attrs):
+        errors = setup.course_settings_errors(values=attrs)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs

@@ -4,15 +4,24 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from courses.adapters import oidc_callback
-from lens import api, course_views, views
+from lens import api, course_api, course_views, setup_views, views
 from provisioning.api import CourseTemplatesView, WorkspaceViewSet
 
 router = DefaultRouter()
 router.register("workspaces", WorkspaceViewSet, basename="api-workspace")
+router.register("courses", course_api.CourseViewSet, basename="api-course")
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("account/api-token/", views.api_token, name="api-token"),
+    path("courses/new/", setup_views.course_new, name="course-new"),
+    path("courses/new/summary/", setup_views.course_summary, name="course-new-summary"),
+    path("courses/<int:course_id>/settings/", setup_views.course_settings,
+         name="course-settings"),
+    path("courses/<int:course_id>/settings/summary/", setup_views.course_summary,
+         name="course-settings-summary"),
+    path("courses/<int:course_id>/duplicate/", setup_views.course_duplicate,
+         name="course-duplicate"),
     path("courses/<int:course_id>/budget/", course_views.course_budget, name="course-budget"),
     path("courses/<int:course_id>/members/<int:membership_id>/budget/",
          course_views.member_budget, name="member-budget"),

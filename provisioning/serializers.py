@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
-from provisioning.models import Workspace, WorkspaceEvent
+from provisioning.approvals import TemplateApproval, approval_errors
+from provisioning.models import Workspace, WorkspaceEvent, WorkspaceTemplate
 
 
 class TemplateOfferSerializer(serializers.Serializer):
@@ -46,3 +47,28 @@ class LaunchSerializer(serializers.Serializer):
     course = serializers.IntegerField()
     template = serializers.SlugField(help_text="Slug of a template the course approved.")
     name = serializers.CharField(max_length=63)
+
+
+class ApprovedTemplateSerializer(serializers.Serializer):
+    """One line of a course's approved list, read and written by the course API."""
+
+    template = serializers.SlugRelatedField(slug_field="slug",
+                                            queryset=WorkspaceTemplate.objects.all(),
+                                            help_text="The template's slug.")
+    name = serializers.CharField(source="template.name", read_only=True)
+    instance_type = serializers.CharField(source="template.instance_type", read_only=True)
+    requires_approval = serializers.BooleanField(default=False)
+    note = serializers.CharField(max_length=200, allow_blank=True, default="",
+                                 help_text='e.g. "final project only"')
+    capacity = serializers.IntegerField(allow_null=True, default=None,
+                                        help_text="Slots; null = no limit.")
+
+    def validate(self, attrs):
+        errors = approval_errors(values=attrs)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    @staticmethod
+    def approvals(lines: list[dict]) -> list[TemplateApproval]:
+        return [TemplateApproval(**line) for line in lines]

@@ -33,8 +33,9 @@ def test_the_dashboard_query_count_does_not_grow_with_workspaces(client, student
     queries, response = dashboard_queries(client)
 
     # session, user, memberships, course regions, approvals, prices ×2, workspaces,
-    # and the member's money (latest alert, spend, committed: spend + open holds)
-    assert queries == 12
+    # the member's money (latest alert, spend, committed: spend + open holds),
+    # and the user's and their groups' permissions (may they create courses?)
+    assert queries == 14
     assert response.content.decode().count('class="ws state-') == count
 
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -71,6 +72,7 @@ class Command(BaseCommand):
                 "region": "us-east-1",
                 "budget_total": Decimal("1200.00"),
                 "default_member_budget": Decimal("24.00"),
+                "expected_students": 50,
                 "max_concurrent_workspaces": 2,
                 "idle_stop_minutes": 240,
             },
@@ -90,6 +92,10 @@ class Command(BaseCommand):
             if cap is not SET_BELOW:
                 defaults["budget_cap"] = cap
             Membership.objects.update_or_create(course=course, email=email, defaults=defaults)
+        # The instructor may set up further courses (the course wizard).
+        may_create = Permission.objects.get(content_type__app_label="courses",
+                                            codename="add_course")
+        User.objects.get(username="jennifer.martinez").user_permissions.add(may_create)
         sophie = Membership.objects.get(course=course, email=f"sophie.martinez@{DOMAIN}")
         ledger.adjustment_grant(membership=sophie, amount=Decimal("0.006"), actor=None,
                                 note="earlier use (demo data)", key="demo-sophie-earlier-use")
