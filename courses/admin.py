@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from courses.models import Course, Membership
+from courses.models import Course, Membership, Section
 
 
 class MembershipInline(admin.TabularInline):
@@ -10,12 +10,18 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+class SectionInline(admin.TabularInline):
+    model = Section
+    extra = 0
+    fields = ["name"]
+
+
 @admin.register(Course)
 class CourseAdmin(admin.ModelAdmin):
     list_display = ["code", "title", "term_label", "kind", "status", "region"]
     list_filter = ["kind", "status"]
     search_fields = ["code", "title"]
-    inlines = [MembershipInline]
+    inlines = [SectionInline, MembershipInline]
 
 
 @admin.register(Membership)

@@ -21,6 +21,8 @@ class Action(StrEnum):
     VIEW_MONEY = "view_money"  # a member's spend, ledger and reports
     MANAGE_BUDGET = "manage_budget"  # change caps, grant adjustments
     VIEW_COURSE_MONEY = "view_course_money"  # every member's spend, the course report
+    VIEW_ROSTER = "view_roster"  # who is in the course, in which role and section
+    MANAGE_ROSTER = "manage_roster"  # add, import, invite, revoke; sections
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -32,9 +34,9 @@ _STAFF_WORKSPACE_ACTIONS: dict[str, set[Action]] = {
     Role.STUDENT: set(),
 }
 _COURSE_ACTIONS: dict[str, set[Action]] = {
-    Role.INSTRUCTOR: {Action.VIEW_COURSE_MONEY},
-    Role.HEAD_TA: {Action.VIEW_COURSE_MONEY},
-    Role.TA: {Action.VIEW_COURSE_MONEY},
+    Role.INSTRUCTOR: {Action.VIEW_COURSE_MONEY, Action.VIEW_ROSTER, Action.MANAGE_ROSTER},
+    Role.HEAD_TA: {Action.VIEW_COURSE_MONEY, Action.VIEW_ROSTER, Action.MANAGE_ROSTER},
+    Role.TA: {Action.VIEW_COURSE_MONEY, Action.VIEW_ROSTER},
     Role.STUDENT: set(),
 }
 
