@@ -17,6 +17,7 @@ urlpatterns = [
          course_views.member_budget, name="member-budget"),
     path("", include("provisioning.urls")),
     path("", include("billing.urls")),
+    path("", include("courses.roster_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
