@@ -559,6 +559,27 @@ def _compare(row: PreviewRow, member: Membership, actor: Membership, *, role_giv
     row.outcome = "changed" if row.changes else "unchanged"
 
 
+_STALE = "The roster changed since the preview; check the new preview and import again."
+
+
+def _import_write(*, course: Course, actor: Membership,
+                  preview: ImportPreview) -> tuple[list[Membership], list[Membership]]:
+    now = timezone.now()
+    created = Membership.objects.bulk_create([
+        Membership(course=course, email=r.email, name=r.name, section=r.section, role=r.role,
+                   status=Status.INVITED, invited_by=actor.user, invited_at=now)
+        for r in preview.rows if r.outcome == "new"])
+    changed = []
+    for r in preview.rows:
+        if r.outcome == "changed":
+            r.membership.name = r.name or r.membership.name
+            r.membership.section = r.section or r.membership.section
+            changed.append(r.membership)
+    Membership.objects.bulk_update(changed, ["name", "section"])
+    _invitations_queue_on_commit([m.pk for m in created])
+    return created, changed
+
+
 def roster_import_commit(*, course: Course, actor: Membership, data: bytes,
                          expected_digest: str = "") -> ImportResult:
     """Import `data` if every row is clean, or nothing at all.
@@ -567,28 +588,19 @@ def roster_import_commit(*, course: Course, actor: Membership, data: bytes,
     of the same course take turns. `expected_digest` (from the preview the
     person looked at) makes a commit refuse when the outcome would differ.
     """
-    with transaction.atomic():
-        Course.objects.select_for_update().filter(pk=course.pk).values_list("pk").first()
-        preview = roster_import_preview(course=course, actor=actor, data=data)
-        if not preview.ok:
-            raise ImportRefused(preview)
-        if expected_digest and expected_digest != preview.digest:
-            raise ImportStale(preview, "The roster changed since the preview; check the new "
-                                       "preview and import again.")
-        now = timezone.now()
-        created = Membership.objects.bulk_create([
-            Membership(course=course, email=r.email, name=r.name, section=r.section,
-                       role=r.role, status=Status.INVITED, invited_by=actor.user,
-                       invited_at=now)
-            for r in preview.rows if r.outcome == "new"])
-        changed = []
-        for r in preview.rows:
-            if r.outcome == "changed":
-                r.membership.name = r.name or r.membership.name
-                r.membership.section = r.section or r.membership.section
-                changed.append(r.membership)
-        Membership.objects.bulk_update(changed, ["name", "section"])
-        _invitations_queue_on_commit([m.pk for m in created])
+    try:
+        with transaction.atomic():
+            Course.objects.select_for_update().filter(pk=course.pk).values_list("pk").first()
+            preview = roster_import_preview(course=course, actor=actor, data=data)
+            if not preview.ok:
+                raise ImportRefused(preview)
+            if expected_digest and expected_digest != preview.digest:
+                raise ImportStale(preview, _STALE)
+            created, changed = _import_write(course=course, actor=actor, preview=preview)
+    except IntegrityError:
+        # Someone added one of these people one by one in the same instant.
+        raise ImportStale(roster_import_preview(course=course, actor=actor, data=data),
+                          _STALE) from None
     counts = preview.counts
     return ImportResult(created=len(created), updated=len(changed),
                         unchanged=counts["unchanged"], revoked=counts["revoked"])
