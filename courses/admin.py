@@ -3,7 +3,7 @@ from django.db import models, transaction
 from django.utils.html import format_html
 
 from courses.lti import lti_tool_urls
-from courses.models import Course, LtiContext, LtiPlatform, LtiToolKey, Membership
+from courses.models import Course, LtiContext, LtiPlatform, LtiToolKey, Membership, Section
 from courses.tasks import lti_roster_sync_task
 
 
@@ -14,12 +14,18 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+class SectionInline(admin.TabularInline):
+    model = Section
+    extra = 0
+    fields = ["name"]
+
+
 @admin.register(Course)
 class CourseAdmin(admin.ModelAdmin):
     list_display = ["code", "title", "term_label", "kind", "status", "region"]
     list_filter = ["kind", "status"]
     search_fields = ["code", "title"]
-    inlines = [MembershipInline]
+    inlines = [SectionInline, MembershipInline]
 
 
 @admin.register(Membership)

@@ -71,6 +71,25 @@ class Course(models.Model):
         return zoneinfo.ZoneInfo(self.time_zone)
 
 
+class Section(models.Model):
+    """A named group of a course's members ("A", "Lab 2"): what rosters are filtered
+    and reports are grouped by. Members keep the name in `Membership.section`, so
+    a roster import can only name sections the course has."""
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="sections")
+    name = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["course", "name"]
+        constraints = [
+            models.UniqueConstraint("course", Lower("name"), name="section_name_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.course.code})"
+
+
 class MembershipQuerySet(models.QuerySet):
     def active(self) -> MembershipQuerySet:
         return self.filter(status=Membership.Status.ACTIVE)
@@ -107,6 +126,13 @@ class Membership(models.Model):
     budget_cap = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.INVITED)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Invitations: who asked, when the latest was asked for and when it went out.
+    # A send task that runs twice sees sent >= asked and sends nothing.
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    invited_at = models.DateTimeField(null=True, blank=True)
+    invitation_sent_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = MembershipQuerySet.as_manager()
 

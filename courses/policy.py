@@ -25,6 +25,8 @@ class Action(StrEnum):
     SYNC_LMS_ROSTER = "sync_lms_roster"  # pull the roster from the linked LMS course
     VIEW_SETTINGS = "view_settings"  # the course's settings page, read-only
     MANAGE_COURSE = "manage_course"  # change settings and approved templates, duplicate
+    VIEW_ROSTER = "view_roster"  # who is in the course, in which role and section
+    MANAGE_ROSTER = "manage_roster"  # add, import, invite, revoke; sections
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -36,9 +38,11 @@ _STAFF_WORKSPACE_ACTIONS: dict[str, set[Action]] = {
     Role.STUDENT: set(),
 }
 _COURSE_ACTIONS: dict[str, set[Action]] = {
-    Role.INSTRUCTOR: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS, Action.MANAGE_COURSE},
-    Role.HEAD_TA: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS},
-    Role.TA: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS},
+    Role.INSTRUCTOR: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS, Action.MANAGE_COURSE,
+                      Action.VIEW_ROSTER, Action.MANAGE_ROSTER},
+    Role.HEAD_TA: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS, Action.VIEW_ROSTER,
+                   Action.MANAGE_ROSTER},
+    Role.TA: {Action.VIEW_COURSE_MONEY, Action.VIEW_SETTINGS, Action.VIEW_ROSTER},
     Role.STUDENT: set(),
 }
 # LTI: instructors link LMS courses; instructors and head TAs pull the LMS roster.

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from courses import lti
+from courses import lti, roster
 
 log = logging.getLogger(__name__)
 
@@ -25,3 +25,12 @@ def lti_roster_sync_task(self, context_id: int) -> None:
     except lti.LtiError as exc:
         log.warning("LTI roster sync of context %s refused: %s", context_id, exc)
         lti.lti_roster_sync_fail(context_id=context_id, reason=str(exc))
+
+
+@shared_task(bind=True, max_retries=5)
+def membership_invitation_send_task(self, membership_id: int) -> None:
+    """Email a member's latest invitation; a second run sends nothing."""
+    try:
+        roster.invitation_send(membership_id=membership_id)
+    except OSError as exc:  # SMTP down or refusing for now
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc

@@ -30,6 +30,7 @@ urlpatterns = [
     # Ahead of allauth's own route: the callback that always checks the id_token signature.
     path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback,
          name="openid_connect_callback"),
+    path("", include("courses.roster_urls")),
     path("accounts/", include("allauth.urls")),
     path("lti/", include("courses.lti_urls")),
     path("admin/", admin.site.urls),

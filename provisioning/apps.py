@@ -13,5 +13,10 @@ class ProvisioningConfig(AppConfig):
 
     def ready(self) -> None:
         from billing.reports import workspace_namer_register
+        from courses.signals import membership_revoked
+        from provisioning.receivers import workspaces_stop_for_revoked
 
         workspace_namer_register(_workspace_names)  # reports show names, not ids
+        # courses does not import provisioning; it announces revocations and we act.
+        membership_revoked.connect(workspaces_stop_for_revoked,
+                                   dispatch_uid="provisioning.workspaces_stop_for_revoked")

@@ -86,6 +86,10 @@ def member_budget_enforce(*, membership_id: int, now: datetime) -> Verdict:
     from provisioning import services, tasks
 
     membership = Membership.objects.select_related("course").get(pk=membership_id)
+    if membership.status == Membership.Status.REVOKED:
+        # A machine that was still starting when its owner was revoked.
+        services.member_workspaces_stop(membership_id=membership_id, actor=None,
+                                        reason=Workspace.StopReason.REVOKED)
     workspaces = list(Workspace.objects.filter(owner_id=membership_id)
                       .exclude(state=State.ARCHIVED).select_related("owner"))
     metering.workspaces_meter(now=now, queryset=workspaces)

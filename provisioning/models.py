@@ -108,6 +108,7 @@ class Workspace(models.Model):
         TERM_END = "term_end", "the term ended"
         STAFF = "staff", "by course staff"
         SPOT = "spot", "AWS reclaimed the spot capacity"
+        REVOKED = "revoked", "access to the course revoked"
 
     owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="workspaces")
     template = models.ForeignKey(WorkspaceTemplate, on_delete=models.PROTECT,

@@ -318,6 +318,22 @@ def workspace_stop(*, workspace: Workspace, actor,
     return workspace
 
 
+def member_workspaces_stop(*, membership_id: int, actor, reason: str) -> int:
+    """Stop every running workspace of one member; returns how many were asked to stop.
+
+    A workspace that changes state meanwhile is skipped: whoever changed it
+    wins, and the next check (budget watch, sweep) sees its new state.
+    """
+    stopped = 0
+    for workspace in Workspace.objects.filter(owner_id=membership_id, state=State.RUNNING):
+        try:
+            workspace_stop(workspace=workspace, actor=actor, reason=reason)
+        except TransitionError:
+            continue
+        stopped += 1
+    return stopped
+
+
 def workspace_start(*, workspace: Workspace, actor) -> Workspace:
     from provisioning import tasks
 

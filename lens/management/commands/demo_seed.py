@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing import ledger
 from billing.services import prices_load_bundled
-from courses.models import Course, Membership
+from courses.models import Course, Membership, Section
 from provisioning.models import ApprovedTemplate, Workspace, WorkspaceTemplate
 from provisioning.services import cloud_account_default, storage_usd_per_hour
 
@@ -81,6 +81,8 @@ class Command(BaseCommand):
         admin, _ = User.objects.get_or_create(username="admin", defaults={
             "email": f"admin@{DOMAIN}", "is_staff": True, "is_superuser": True})
         self._password(admin)
+        for section in sorted({p[3] for p in PEOPLE if p[3]}):
+            Section.objects.get_or_create(course=course, name=section)
         for local, name, role, section, cap in PEOPLE:
             email = f"{local}@{DOMAIN}"
             first, _, last = name.replace("Dr. ", "").partition(" ")
