@@ -25,7 +25,7 @@ def test_a_professor_previews_fixes_and_imports_a_class_list(
     page.fill("input[name=login]", prof.user.email)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.get_by_role("link", name="Roster").click()
+    page.get_by_role("link", name="Roster", exact=True).click()
     expect(page.get_by_role("heading", name="Machine Learning — roster")).to_be_visible()
 
     page.get_by_test_id("import-roster").locator("input[type=file]").set_input_files(str(bad))
