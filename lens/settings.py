@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from lens.env import env_bool, env_decimal, env_int, env_list, env_str
 from lens.signin import sso_providers_from_env
@@ -121,7 +121,9 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "lens")
 # consumes, so they are not stuck behind a backlog of launches (a class of 400
 # pressing Launch at 9:00). AWS bills a machine until StopInstances is called.
 CELERY_URGENT_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-urgent"
-CELERY_TASK_QUEUES = [Queue(CELERY_URGENT_QUEUE), Queue(CELERY_TASK_DEFAULT_QUEUE)]
+# Each queue has its own exchange and key: a shared default key would copy every task to both.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name)
+                      for name in (CELERY_URGENT_QUEUE, CELERY_TASK_DEFAULT_QUEUE)]
 CELERY_TASK_ROUTES = {
     "provisioning.tasks.member_budget_check_task": {"queue": CELERY_URGENT_QUEUE},
     "provisioning.tasks.workspace_stop_task": {"queue": CELERY_URGENT_QUEUE},

@@ -206,3 +206,29 @@ def test_budget_stops_go_to_the_urgent_queue_which_workers_consume_first(setting
     assert route["queue"].name == check["queue"].name == settings.CELERY_URGENT_QUEUE
     assert launch["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
     assert [q.name for q in app.conf.task_queues][0] == settings.CELERY_URGENT_QUEUE
+
+
+def test_a_task_sent_to_the_broker_lands_in_exactly_one_queue(settings):
+    """A shared routing key would copy every launch into the urgent queue too."""
+    from lens.celery import app
+    from provisioning.tasks import workspace_launch_task, workspace_stop_task
+
+    app.conf.task_always_eager = False
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+
+        def depth(name):
+            return channel.queue_declare(queue=name, passive=True).message_count
+
+        urgent, default = settings.CELERY_URGENT_QUEUE, settings.CELERY_TASK_DEFAULT_QUEUE
+        for queue in app.amqp.queues.values():
+            queue(channel).declare()  # queue, exchange and binding, as a worker declares them
+        for name in (urgent, default):
+            channel.queue_purge(name)
+        try:
+            workspace_stop_task.apply_async((0,), connection=conn)
+            workspace_launch_task.apply_async((0,), connection=conn)
+            assert (depth(urgent), depth(default)) == (1, 1)
+        finally:
+            for name in (urgent, default):
+                channel.queue_purge(name)
