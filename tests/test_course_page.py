@@ -144,6 +144,23 @@ def test_the_page_query_count_does_not_grow_with_the_class(
     assert len(ctx.captured_queries) == 9
 
 
+def test_pending_approvals_come_from_the_requests_feature_once_it_registers(
+        client, course, prof):
+    from provisioning import course_page
+
+    client.force_login(prof.user)
+    before = client.get(page(course)).content.decode()
+    course_page.pending_approvals_counter_register(lambda c: 3 if c == course else 0)
+    try:
+        after = client.get(page(course)).content.decode()
+    finally:
+        course_page.pending_approvals_counter_register(None)
+
+    assert '<strong data-testid="pending-approvals">—</strong>' in before
+    assert "Requests are not available yet." in before
+    assert '<strong data-testid="pending-approvals">3</strong>' in after
+
+
 # --- live ----------------------------------------------------------------------
 
 live = pytest.mark.django_db(transaction=True)
