@@ -1,5 +1,7 @@
-"""Course staff's money pages: every member's spend against their cap, and one
-member's budget with the forms to change it. Thin: numbers come from billing."""
+"""Course staff's pages: the live course page (every student's workspaces,
+spend and last activity), every member's spend against their cap, and one
+member's budget with the forms to change it. Thin: numbers come from billing
+and provisioning.course_page."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from courses.policy import Action, membership_may
 from courses.services import membership_get_active, membership_get_for
 from lens.budgets import member_adjustment_grant, member_cap_change
 from lens.forms import AdjustmentForm, CapForm
+from provisioning import course_page as page
 from provisioning.metering import member_money_get as member_money
 from provisioning.models import Workspace
 from provisioning.states import State
@@ -26,6 +29,24 @@ def _actor(request, course_id: int) -> Membership:
     if actor is None:
         raise Http404("No such course.")
     return actor
+
+
+@login_required
+def course_page(request, course_id: int):
+    """Staff only: students get 403 (they have their dashboard), outsiders 404."""
+    actor = _actor(request, course_id)
+    if not page.course_page_may_view(actor):
+        raise PermissionDenied("Only course staff see the course page.")
+    course = actor.course
+    section = request.GET.get("section", "")
+    sort = request.GET.get("sort", "name")
+    sort = sort if sort in page.SORTS else "name"
+    return render(request, "lens/course_page.html", {
+        "course": course, "actor": actor,
+        "rows": page.course_student_rows(course=course, section=section, sort=sort),
+        "sections": list(course.sections.all()), "filter_section": section, "sort": sort,
+        "pending_approvals": page.pending_approvals_count(course=course),
+        "events": page.course_events_recent(course_id=course.pk)})
 
 
 @login_required

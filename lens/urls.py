@@ -22,6 +22,7 @@ urlpatterns = [
          name="course-settings-summary"),
     path("courses/<int:course_id>/duplicate/", setup_views.course_duplicate,
          name="course-duplicate"),
+    path("courses/<int:course_id>/", course_views.course_page, name="course-page"),
     path("courses/<int:course_id>/budget/", course_views.course_budget, name="course-budget"),
     path("courses/<int:course_id>/members/<int:membership_id>/budget/",
          course_views.member_budget, name="member-budget"),

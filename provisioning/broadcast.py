@@ -3,7 +3,8 @@
 The member's dashboard subscribes to the group `member-<membership id>` and
 receives the re-rendered list of that member's workspaces; htmx swaps it in
 by id (out-of-band), so a card appears, moves along and shows its address
-without a reload.
+without a reload. Staff watching the course page subscribe to `course-<course
+id>` and receive the changed student's row and the course's recent events.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def member_group(membership_id: int) -> str:
     return f"member-{membership_id}"
 
 
+def course_group(course_id: int) -> str:
+    return f"course-{course_id}"
+
+
 def broadcast_member_workspaces(*, membership_id: int) -> None:
     """Send the member's workspace list and budget bar to their open dashboards."""
     from provisioning.cards import member_workspace_context
@@ -34,3 +39,24 @@ def broadcast_member_workspaces(*, membership_id: int) -> None:
         )
     except Exception:  # a lost live update must never undo or fail the change itself
         log.exception("broadcast to member %s failed", membership_id)
+    broadcast_course_member(membership_id=membership_id)
+
+
+def broadcast_course_member(*, membership_id: int) -> None:
+    """Send the member's row of the staff course page, and the course's recent
+    events, to everyone watching that page. Staff members have no row: nothing sent."""
+    from provisioning.course_page import course_events_recent, course_student_row
+
+    try:
+        row = course_student_row(membership_id=membership_id)
+        if row is None:
+            return
+        course = row.membership.course
+        html = render_to_string("provisioning/_course_live.html", {
+            "course": course, "row": row,
+            "events": course_events_recent(course_id=course.pk), "oob": True})
+        async_to_sync(get_channel_layer().group_send)(
+            course_group(course.pk), {"type": "course.update", "html": html}
+        )
+    except Exception:  # a lost live update must never undo or fail the change itself
+        log.exception("broadcast of member %s to their course failed", membership_id)
