@@ -100,6 +100,9 @@ def test_a_workshop_made_with_the_wizard_gets_a_code_and_its_window_in_local_tim
     assert course.workshop_starts_at == START  # 09:00 in New York
     assert course.workshop_ends_at == START + timedelta(hours=3)
     assert course.workshop_access_ends_at == START + timedelta(hours=4)
+    settings_page = client.get(f"/courses/{course.pk}/settings/").content.decode()
+    assert 'value="2026-12-05T09:00"' in settings_page  # shown in local time again
+    assert f'href="/courses/{course.pk}/workshop/"' in settings_page
 
 
 def test_a_workshop_needs_a_start_and_a_duration_but_a_class_does_not(client, creator):
