@@ -14,6 +14,21 @@ _DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 _MONEY = {"max_digits": 12, "decimal_places": 2}
 
 
+class LocalDateTimeField(forms.DateTimeField):
+    """A wall-clock date and time in the course's zone (not the server's): kept
+    naive here, made aware by courses.setup with the course's time zone."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+    def to_python(self, value):
+        result = super().to_python(value)
+        return result.replace(tzinfo=None) if result is not None else None
+
+    def prepare_value(self, value):
+        return value.replace(tzinfo=None) if hasattr(value, "tzinfo") and value.tzinfo \
+            else value
+
+
 def _required(name: str) -> dict:
     return {"error_messages": {"required": setup.REQUIRED[name]}}
 
@@ -81,6 +96,18 @@ class CourseSettingsForm(_SettingsRules):
     term_end_report = forms.BooleanField(required=False, initial=True,
                                          label="Email the final cost report to staff")
     retention_days = forms.IntegerField(label="Keep archived work for (days)", initial=365)
+    # 6. Workshops only (kind = workshop); ignored for other kinds
+    workshop_start = LocalDateTimeField(label="Workshop starts", required=False,
+                                        help_text="Local date and time; joining opens then.")
+    workshop_duration_minutes = forms.IntegerField(
+        label="Duration (minutes)", required=False,
+        help_text="e.g. 180 for three hours; joining closes at the end.")
+    workshop_extension_minutes = forms.IntegerField(
+        label="Extension after the end (minutes)", required=False,
+        help_text="Participants keep access this long after the end; empty = none. "
+                  "Then their access is revoked and their workspaces stop.")
+    workshop_max_participants = forms.IntegerField(label="At most this many participants",
+                                                   required=False, help_text="Empty = no limit.")
 
     SECTIONS = [
         ("The course", ["code", "title", "term_label", "kind"]),
@@ -89,6 +116,7 @@ class CourseSettingsForm(_SettingsRules):
         ("Limits", ["max_concurrent_workspaces", "max_daily_cost", "idle_stop_minutes"]),
         ("When the term ends", ["term_end_stop", "term_end_archive", "term_end_revoke",
                                 "term_end_report", "retention_days"]),
+        ("Workshop (only for kind “Workshop”)", list(setup.WORKSHOP_FIELDS)),
     ]
 
     def __init__(self, *args, course: Course | None = None, read_only: bool = False,

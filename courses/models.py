@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -55,16 +56,38 @@ class Course(models.Model):
                                           help_text="Email the final cost report to staff.")
     retention_days = models.PositiveIntegerField(
         default=365, help_text="How long archived work is kept after the term.")
+    # Workshops (kind=workshop): participants join with the access code and an
+    # email, no roster, from the start for `workshop_duration_minutes`; they keep
+    # access for the extension after that, then the end sweep revokes them.
+    # `workshop_access_ends_at` is start + duration + extension, stored so the
+    # sweep can find due workshops with an index instead of arithmetic.
+    access_code = models.CharField(max_length=24, blank=True)
+    workshop_starts_at = models.DateTimeField(null=True, blank=True)
+    workshop_duration_minutes = models.PositiveIntegerField(null=True, blank=True)
+    workshop_extension_minutes = models.PositiveIntegerField(null=True, blank=True)
+    workshop_max_participants = models.PositiveIntegerField(null=True, blank=True)
+    workshop_access_ends_at = models.DateTimeField(null=True, blank=True, db_index=True)
     duplicated_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="duplicates")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["code"]
-        constraints = [models.UniqueConstraint(Lower("code"), name="course_code_unique_ci")]
+        constraints = [
+            models.UniqueConstraint(Lower("code"), name="course_code_unique_ci"),
+            models.UniqueConstraint("access_code", condition=~models.Q(access_code=""),
+                                    name="course_access_code_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} — {self.title}"
+
+    @property
+    def workshop_ends_at(self):
+        """When joining stops (the extension, if any, follows)."""
+        if self.workshop_starts_at is None or not self.workshop_duration_minutes:
+            return None
+        return self.workshop_starts_at + timedelta(minutes=self.workshop_duration_minutes)
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

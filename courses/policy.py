@@ -27,6 +27,7 @@ class Action(StrEnum):
     MANAGE_COURSE = "manage_course"  # change settings and approved templates, duplicate
     VIEW_ROSTER = "view_roster"  # who is in the course, in which role and section
     MANAGE_ROSTER = "manage_roster"  # add, import, invite, revoke; sections
+    MANAGE_WORKSHOP_CODE = "manage_workshop_code"  # see and regenerate a workshop's code
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -48,6 +49,8 @@ _COURSE_ACTIONS: dict[str, set[Action]] = {
 # LTI: instructors link LMS courses; instructors and head TAs pull the LMS roster.
 _COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.LINK_LMS, Action.SYNC_LMS_ROSTER}
 _COURSE_ACTIONS[Role.HEAD_TA] |= {Action.SYNC_LMS_ROSTER}
+# Workshops: the access code admits anyone, so only the instructor sees or changes it.
+_COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.MANAGE_WORKSHOP_CODE}
 
 
 def membership_may(*, actor: Membership | None, action: Action,

@@ -12,7 +12,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -31,8 +31,12 @@ CREATE_PERMISSION = "courses.add_course"
 _STORED = ("code", "title", "term_label", "kind", "time_zone", "budget_total",
            "default_member_budget", "expected_students", "max_concurrent_workspaces",
            "max_daily_cost", "idle_stop_minutes", "term_end_stop", "term_end_archive",
-           "term_end_revoke", "term_end_report", "retention_days")
-SETTINGS_FIELDS = (*_STORED[:5], "start_date", "end_date", *_STORED[5:])
+           "term_end_revoke", "term_end_report", "retention_days",
+           "workshop_duration_minutes", "workshop_extension_minutes",
+           "workshop_max_participants")
+# The workshop's start is given as a local (naive) date and time, like the term's dates.
+WORKSHOP_FIELDS = ("workshop_start", *_STORED[-3:])
+SETTINGS_FIELDS = (*_STORED[:5], "start_date", "end_date", *_STORED[5:-3], *WORKSHOP_FIELDS)
 
 DEFAULTS: dict[str, object] = {
     "term_label": "", "kind": Course.Kind.CLASS, "time_zone": "UTC",
@@ -40,6 +44,8 @@ DEFAULTS: dict[str, object] = {
     "expected_students": None, "max_concurrent_workspaces": 1, "max_daily_cost": None,
     "idle_stop_minutes": None, "term_end_stop": True, "term_end_archive": True,
     "term_end_revoke": True, "term_end_report": True, "retention_days": 365,
+    "workshop_start": None, "workshop_duration_minutes": None,
+    "workshop_extension_minutes": None, "workshop_max_participants": None,
 }
 
 REQUIRED = {
@@ -53,6 +59,7 @@ NEGATIVE_MONEY = "Money cannot be negative."
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
 TIME_ZONES = frozenset(zoneinfo.available_timezones())
 LAST_SECOND = time(23, 59, 59)
+WORKSHOP_MAX_MINUTES = 7 * 24 * 60
 
 
 def _usd(amount: Decimal) -> str:
@@ -80,7 +87,36 @@ def course_settings_of(course: Course) -> dict[str, object]:
         else None
     values["end_date"] = course.ends_at.astimezone(course.zone).date() if course.ends_at \
         else None
+    values["workshop_start"] = (
+        course.workshop_starts_at.astimezone(course.zone).replace(tzinfo=None)
+        if course.workshop_starts_at else None)
     return values
+
+
+def local_instant(value: datetime, time_zone: str) -> datetime:
+    """A wall-clock time in the course's zone as aware UTC."""
+    return value.replace(tzinfo=zoneinfo.ZoneInfo(time_zone)).astimezone(UTC)
+
+
+def _workshop_errors(values: Mapping[str, object], fail) -> None:
+    """Only a workshop needs (and is judged on) its start, duration and extension."""
+    def given(name: str) -> bool:
+        return name in values and values[name] not in (None, "")
+
+    if "workshop_start" in values and not given("workshop_start"):
+        fail("workshop_start", "When does the workshop start (local date and time)?")
+    if "workshop_duration_minutes" in values and not given("workshop_duration_minutes"):
+        fail("workshop_duration_minutes", "How long is the workshop, e.g. 180 minutes?")
+    elif given("workshop_duration_minutes") and not (
+            15 <= values["workshop_duration_minutes"] <= WORKSHOP_MAX_MINUTES):
+        fail("workshop_duration_minutes", "Between 15 minutes and 7 days (10,080 minutes).")
+    if given("workshop_extension_minutes") and not (
+            0 <= values["workshop_extension_minutes"] <= WORKSHOP_MAX_MINUTES):
+        fail("workshop_extension_minutes",
+             "Between 0 and 10,080 minutes (7 days), or empty for none.")
+    if given("workshop_max_participants") and not (
+            1 <= values["workshop_max_participants"] <= 10000):
+        fail("workshop_max_participants", "Between 1 and 10,000, or empty for no limit.")
 
 
 def course_settings_errors(*, values: Mapping[str, object],
@@ -144,6 +180,8 @@ def course_settings_errors(*, values: Mapping[str, object],
                                   "leave idle machines running.")
     if given("retention_days") and not 0 <= values["retention_days"] <= 3650:
         fail("retention_days", "Between 0 and 3,650 days (ten years).")
+    if values.get("kind") == Course.Kind.WORKSHOP:
+        _workshop_errors(values, fail)
     return errors
 
 
@@ -159,6 +197,17 @@ def _apply(course: Course, values: Mapping[str, object]) -> None:
     course.code, course.title = str(course.code).strip(), str(course.title).strip()
     course.starts_at, course.ends_at = term_bounds(
         start=values["start_date"], end=values["end_date"], time_zone=course.time_zone)
+    start = values.get("workshop_start")
+    course.workshop_starts_at = local_instant(start, course.time_zone) if start else None
+    course.workshop_access_ends_at = None
+    if course.kind == Course.Kind.WORKSHOP:
+        if not course.access_code:
+            from courses.workshops import access_code_new  # it imports this module
+
+            course.access_code = access_code_new()
+        if course.workshop_ends_at is not None:
+            course.workshop_access_ends_at = course.workshop_ends_at + timedelta(
+                minutes=course.workshop_extension_minutes or 0)
 
 
 def _save_new(course: Course) -> None:

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from courses import lti, roster
+from courses import lti, roster, workshops
 
 log = logging.getLogger(__name__)
 
@@ -34,3 +34,13 @@ def membership_invitation_send_task(self, membership_id: int) -> None:
         roster.invitation_send(membership_id=membership_id)
     except OSError as exc:  # SMTP down or refusing for now
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+
+
+@shared_task
+def workshops_end_task() -> int:
+    """Revoke participants of workshops whose access has ended (beat, every minute).
+
+    Safe to run twice or concurrently: revocations are compare-and-swaps. Until
+    the term-end close exists, this is what stops a workshop's access.
+    """
+    return workshops.workshops_end_due()

@@ -23,6 +23,11 @@ app.conf.beat_schedule = {
         "task": "provisioning.tasks.billing_sweep_task",
         "schedule": 60.0,
     },
+    # Workshops whose extension has ended: participants revoked, workspaces stopped.
+    "workshops-end": {
+        "task": "courses.tasks.workshops_end_task",
+        "schedule": 60.0,
+    },
     "workspaces-settle-sweep": {
         "task": "provisioning.tasks.workspaces_settle_sweep",
         "schedule": 60.0,

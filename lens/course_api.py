@@ -15,8 +15,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from courses import setup
-from courses.models import Membership
+from courses import setup, workshops
+from courses.models import Course, Membership
 from courses.policy import Action
 from lens import serializers as s
 from lens.course_setup import course_setup_create, course_setup_duplicate, course_setup_update
@@ -115,3 +115,15 @@ class CourseViewSet(viewsets.ViewSet):
             raise _service_errors(error) from error
         return Response(s.CourseSerializer(s.CourseSerializer.data_of(course)).data,
                         status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.WorkshopCodeSerializer, **_DENIED},
+                   summary="A workshop's access code and join link; POST makes a new code and "
+                           "the old one stops working (instructor)")
+    @action(detail=True, methods=["get", "post"], url_path="access-code")
+    def access_code(self, request, pk=None):
+        course = self._course(pk, Action.MANAGE_WORKSHOP_CODE)
+        if course.kind != Course.Kind.WORKSHOP:
+            raise ValidationError({"kind": ["Only workshops have an access code."]})
+        if request.method == "POST":
+            workshops.workshop_code_regenerate(course=course)
+        return Response(s.WorkshopCodeSerializer.data_of(course, request))

@@ -69,6 +69,21 @@ def _money(**kwargs):
     return serializers.DecimalField(max_digits=12, decimal_places=2, **kwargs)
 
 
+class LocalDateTimeField(serializers.DateTimeField):
+    """A wall-clock time in the course's time zone, written without an offset
+    (2026-12-01T09:00); courses.setup makes it aware with the course's zone."""
+
+    def enforce_timezone(self, value):
+        if value.tzinfo is not None:
+            self.fail("local")
+        return value
+
+    default_error_messages = {
+        "local": "Give the local time in the course's time zone, without an offset "
+                 "(e.g. 2026-12-01T09:00).",
+    }
+
+
 class CourseSerializer(serializers.Serializer):
     """A course's settings and approved templates; the rules are courses.setup's.
 
@@ -101,6 +116,18 @@ class CourseSerializer(serializers.Serializer):
     term_end_revoke = serializers.BooleanField(required=False)
     term_end_report = serializers.BooleanField(required=False)
     retention_days = serializers.IntegerField(required=False)
+    workshop_start = LocalDateTimeField(
+        allow_null=True, required=False,
+        help_text="Workshops only: local start in the course's time zone.")
+    workshop_duration_minutes = serializers.IntegerField(allow_null=True, required=False,
+                                                         help_text="Workshops only.")
+    workshop_extension_minutes = serializers.IntegerField(
+        allow_null=True, required=False,
+        help_text="Workshops only: access continues this long after the end.")
+    workshop_max_participants = serializers.IntegerField(allow_null=True, required=False,
+                                                         help_text="Workshops only.")
+    workshop_access_ends_at = serializers.DateTimeField(
+        read_only=True, help_text="When participants' access is revoked (UTC).")
     approved_templates = ApprovedTemplateSerializer(
         many=True, required=False,
         help_text="The whole approved list; when given on update it replaces the old one.")
@@ -122,7 +149,23 @@ class CourseSerializer(serializers.Serializer):
     def data_of(course: Course) -> dict:
         return {**setup.course_settings_of(course), "id": course.pk, "status": course.status,
                 "starts_at": course.starts_at, "ends_at": course.ends_at,
+                "workshop_access_ends_at": course.workshop_access_ends_at,
                 "approved_templates": course_templates_of(course=course)}
+
+
+class WorkshopCodeSerializer(serializers.Serializer):
+    access_code = serializers.CharField(help_text="As people type it, e.g. ABCD-EFGH-JKMN.")
+    join_url = serializers.URLField()
+
+    @staticmethod
+    def data_of(course: Course, request) -> dict:
+        from django.urls import reverse
+
+        from courses.workshops import access_code_display
+
+        return {"access_code": access_code_display(course.access_code),
+                "join_url": request.build_absolute_uri(
+                    reverse("workshop-join-code", args=[access_code_display(course.access_code)]))}
 
 
 class CourseListSerializer(serializers.Serializer):

@@ -32,6 +32,7 @@ urlpatterns = [
     path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback,
          name="openid_connect_callback"),
     path("", include("courses.roster_urls")),
+    path("", include("courses.workshop_urls")),
     path("accounts/", include("allauth.urls")),
     path("lti/", include("courses.lti_urls")),
     path("admin/", admin.site.urls),

@@ -15,3 +15,14 @@ document.addEventListener("htmx:afterRequest", (e) => {
     form.querySelector("input[name=name]").value = "";
   }
 });
+// "Copy" buttons: copy the text of the element named by data-copy (e.g. a join link).
+document.addEventListener("click", (e) => {
+  const button = e.target.closest("[data-copy]");
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copy);
+  const text = source.value || source.textContent;
+  navigator.clipboard.writeText(text.trim()).then(() => {
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; }, 2000);
+  });
+});
