@@ -76,3 +76,18 @@ def membership_may(*, actor: Membership | None, action: Action,
                                            Action.VIEW_MONEY}:
         return True
     return action in _STAFF_WORKSPACE_ACTIONS[actor.role]
+
+
+def user_may(*, user, course_id: int, action: Action, owner: Membership | None = None) -> bool:
+    """`membership_may` for a user: looks up their active membership in `course_id`.
+
+    A membership in any other course grants nothing here; neither does one
+    that is invited or revoked.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return False
+    actor = (Membership.objects.filter(user=user, course_id=course_id,
+                                       status=Membership.Status.ACTIVE).first())
+    if owner is not None and owner.course_id != course_id:
+        return False
+    return membership_may(actor=actor, action=action, owner=owner)
