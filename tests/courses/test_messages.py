@@ -1,7 +1,6 @@
 """Staff messages to a student: on the dashboard, unread until opened, emailed
 once; who may write to whom; the API; an inbox whose query count does not grow."""
 
-import re
 
 import pytest
 from django.db import connection
