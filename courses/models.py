@@ -276,3 +276,98 @@ class LtiLoginState(models.Model):
 
     def __str__(self) -> str:
         return f"login to {self.platform} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# --- messages and the help queue (services in courses/inbox.py, courses/help_queue.py) ---
+# Workspaces live in provisioning, which courses must not import: a message or
+# help request keeps the workspace's id and its name as it was then, not a key.
+
+
+class MessageQuerySet(models.QuerySet):
+    def unread(self) -> MessageQuerySet:
+        return self.filter(read_at__isnull=True)
+
+
+class Message(models.Model):
+    """A note from course staff to one student, shown on their dashboard and emailed."""
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="messages")
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                               related_name="+")
+    sender_name = models.CharField(max_length=200, help_text="As the student saw it.")
+    recipient = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="messages")
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    workspace_id = models.PositiveBigIntegerField(null=True, blank=True)
+    workspace_name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index("recipient", "read_at", name="message_recipient_read")]
+
+    def __str__(self) -> str:
+        return f"“{self.subject}” to {self.recipient.email}"
+
+    @property
+    def is_unread(self) -> bool:
+        return self.read_at is None
+
+
+class HelpRequestQuerySet(models.QuerySet):
+    def waiting(self) -> HelpRequestQuerySet:
+        """Open or claimed: what is still in the queue."""
+        return self.filter(status__in=HelpRequest.WAITING)
+
+
+class HelpRequest(models.Model):
+    """A student's "my training crashes": queued for the course's TAs, who claim
+    and resolve it. At most one waiting request per student (a partial unique
+    index), so a double click cannot queue the same student twice."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Waiting"
+        CLAIMED = "claimed", "Being helped"
+        RESOLVED = "resolved", "Resolved"
+        CANCELLED = "cancelled", "Cancelled"
+
+    WAITING = (Status.OPEN, Status.CLAIMED)
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="help_requests")
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE,
+                                   related_name="help_requests")
+    workspace_id = models.PositiveBigIntegerField(null=True, blank=True)
+    workspace_name = models.CharField(max_length=100, blank=True)
+    summary = models.CharField(max_length=200)
+    details = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    claimed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = HelpRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint("membership", condition=models.Q(status__in=["open",
+                                                                                 "claimed"]),
+                                    name="help_request_one_waiting_per_member"),
+        ]
+        indexes = [models.Index("course", "status", name="help_request_course_status")]
+
+    def __str__(self) -> str:
+        return f"“{self.summary}” from {self.membership.email} ({self.get_status_display()})"
+
+    @property
+    def is_waiting(self) -> bool:
+        return self.status in self.WAITING

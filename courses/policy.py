@@ -28,6 +28,10 @@ class Action(StrEnum):
     VIEW_ROSTER = "view_roster"  # who is in the course, in which role and section
     MANAGE_ROSTER = "manage_roster"  # add, import, invite, revoke; sections
     MANAGE_WORKSHOP_CODE = "manage_workshop_code"  # see and regenerate a workshop's code
+    SEND_MESSAGE = "send_message"  # staff write to a student of their course (owner)
+    VIEW_HELP_QUEUE = "view_help_queue"  # the course's help queue, live
+    HANDLE_HELP = "handle_help"  # claim, release and resolve help requests
+    OPEN_HELP_REQUEST = "open_help_request"  # a student asks for help, for themself
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -51,6 +55,10 @@ _COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.LINK_LMS, Action.SYNC_LMS_ROSTER}
 _COURSE_ACTIONS[Role.HEAD_TA] |= {Action.SYNC_LMS_ROSTER}
 # Workshops: the access code admits anyone, so only the instructor sees or changes it.
 _COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.MANAGE_WORKSHOP_CODE}
+# Office hours: every staff role works the help queue.
+for _role in (Role.INSTRUCTOR, Role.HEAD_TA, Role.TA):
+    _COURSE_ACTIONS[_role] |= {Action.VIEW_HELP_QUEUE, Action.HANDLE_HELP}
+_STAFF_ROLES = {Role.INSTRUCTOR, Role.HEAD_TA, Role.TA}
 
 
 def membership_may(*, actor: Membership | None, action: Action,
@@ -70,6 +78,11 @@ def membership_may(*, actor: Membership | None, action: Action,
         return True
     if action is Action.LAUNCH:
         return True
+    if action is Action.SEND_MESSAGE:  # staff to a student; never student to student
+        return (actor.role in _STAFF_ROLES and owner is not None
+                and owner.role == Role.STUDENT)
+    if action is Action.OPEN_HELP_REQUEST:  # students, for themselves only
+        return actor.role == Role.STUDENT and (owner is None or owner.pk == actor.pk)
     if owner is None:
         return action in _COURSE_ACTIONS[actor.role]
     if owner.pk == actor.pk and action in {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE,

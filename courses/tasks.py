@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from courses import lti, roster, workshops
+from courses import inbox, lti, roster, workshops
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +44,12 @@ def workshops_end_task() -> int:
     the term-end close exists, this is what stops a workshop's access.
     """
     return workshops.workshops_end_due()
+
+
+@shared_task(bind=True, max_retries=5)
+def message_email_send_task(self, message_id: int) -> None:
+    """Email a staff message to its student; a second run sends nothing."""
+    try:
+        inbox.message_email_send(message_id=message_id)
+    except OSError as exc:  # SMTP down or refusing for now
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc

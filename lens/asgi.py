@@ -11,7 +11,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from provisioning.routing import websocket_urlpatterns  # noqa: E402
+from courses.routing import websocket_urlpatterns as courses_ws  # noqa: E402
+from provisioning.routing import websocket_urlpatterns as provisioning_ws  # noqa: E402
+
+websocket_urlpatterns = [*provisioning_ws, *courses_ws]
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 
 from billing.models import BudgetAlert, LedgerEntry
 from billing.reports import course_money
+from courses.help_queue import help_queue_counts
 from courses.models import Membership
 from courses.policy import Action, membership_may
 from courses.services import membership_get_active, membership_get_for
@@ -46,6 +47,7 @@ def course_page(request, course_id: int):
         "rows": page.course_student_rows(course=course, section=section, sort=sort),
         "sections": list(course.sections.all()), "filter_section": section, "sort": sort,
         "pending_approvals": page.pending_approvals_count(course=course),
+        "help_queue": help_queue_counts(course_ids=[course.pk])[course.pk],
         "events": page.course_events_recent(course_id=course.pk)})
 
 

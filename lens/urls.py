@@ -33,6 +33,7 @@ urlpatterns = [
          name="openid_connect_callback"),
     path("", include("courses.roster_urls")),
     path("", include("courses.workshop_urls")),
+    path("", include("courses.help_urls")),
     path("accounts/", include("allauth.urls")),
     path("lti/", include("courses.lti_urls")),
     path("admin/", admin.site.urls),

@@ -5,6 +5,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from rest_framework.authtoken.models import Token
 
+from courses.help_queue import help_queue_counts, help_requests_current
+from courses.inbox import inboxes_for
+from courses.live import member_help_context
 from courses.models import Membership
 from provisioning.cards import member_workspace_cards
 from provisioning.metering import member_money_get
@@ -18,9 +21,19 @@ def home(request):
                        .select_related("course").order_by("course__code"))
     offers = course_template_offers(course_ids=[m.course_id for m in memberships])
     cards = member_workspace_cards(membership_ids=[m.pk for m in memberships])
+    # Messages and help: a constant number of queries whatever the inbox holds.
+    inboxes = inboxes_for(membership_ids=[m.pk for m in memberships])
+    students = [m for m in memberships if not m.is_staff_role]
+    current_help = help_requests_current(membership_ids=[m.pk for m in students])
+    queues = help_queue_counts(course_ids=[m.course_id for m in memberships
+                                           if m.is_staff_role])
     courses = [{"membership": m, "course": m.course, "offers": offers[m.course_id],
                 "cards": cards[m.pk],
-                "money": member_money_get(m, workspaces=[c.workspace for c in cards[m.pk]])}
+                "money": member_money_get(m, workspaces=[c.workspace for c in cards[m.pk]]),
+                "inbox": inboxes[m.pk], "queue": queues.get(m.course_id),
+                "help": None if m.is_staff_role else member_help_context(
+                    membership=m, current=current_help.get(m.pk),
+                    workspaces=[(c.workspace.pk, c.workspace.name) for c in cards[m.pk]])}
                for m in memberships]
     return render(request, "lens/home.html", {"courses": courses})
 

@@ -30,6 +30,10 @@ class MemberWorkspacesConsumer(AsyncWebsocketConsumer):
     async def workspaces_update(self, event):
         await self.send(text_data=event["html"])
 
+    async def member_update(self, event):
+        """Other panels of the same dashboard (courses.live: inbox, help request)."""
+        await self.send(text_data=event["html"])
+
     @database_sync_to_async
     def _may_listen(self, membership_id: int) -> bool:
         user = self.scope.get("user")

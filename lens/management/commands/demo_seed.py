@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing import ledger
 from billing.services import prices_load_bundled
-from courses.models import Course, Membership, Section
+from courses.models import Course, HelpRequest, Membership, Message, Section
 from provisioning.models import ApprovedTemplate, Workspace, WorkspaceTemplate
 from provisioning.services import cloud_account_default, storage_usd_per_hour
 
@@ -112,6 +112,7 @@ class Command(BaseCommand):
             else:
                 ApprovedTemplate.objects.filter(course=course, template=template).delete()
         self._sophie_cap(course, sophie)
+        self._help_and_messages(course)
         self.stdout.write(f"Demo data ready: {course} with {len(PEOPLE)} people.")
 
     def _sophie_cap(self, course, sophie):
@@ -130,6 +131,29 @@ class Command(BaseCommand):
                                             now=timezone.now()))
         Membership.objects.filter(pk=sophie.pk).update(
             budget_cap=needed.quantize(Decimal("0.01"), rounding=ROUND_UP))
+
+    def _help_and_messages(self, course):
+        """A message from the professor to Emily (unread) and David's open help
+        request. Created once: found by their text, never reset once the demo
+        has read, claimed or resolved them."""
+        def member(local):
+            return Membership.objects.get(course=course, email=f"{local}@{DOMAIN}")
+
+        jennifer, emily, david = member("jennifer.martinez"), member("emily.chen"), \
+            member("david.kim")
+        Message.objects.get_or_create(
+            course=course, recipient=emily, subject="Office hours moved to Thursday",
+            defaults={"sender": jennifer.user, "sender_name": jennifer.display_name,
+                      "body": "Hi Emily,\n\nThis week's office hours are on Thursday 3-5 pm "
+                              "in Gates 104. Bring your homework 2 notebook if the gradient "
+                              "check still fails.\n\nJennifer",
+                      # Demo data is not emailed: the console backend would print it at start.
+                      "emailed_at": timezone.now()})
+        if not HelpRequest.objects.filter(membership=david).exists():
+            HelpRequest.objects.create(
+                course=course, membership=david, summary="My training crashes",
+                details="The kernel dies at epoch 3 with \"Killed\"; I think it runs out "
+                        "of memory on the full data set.")
 
     def _password(self, user):
         if not user.check_password(PASSWORD):
