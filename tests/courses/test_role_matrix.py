@@ -28,6 +28,9 @@ COURSE_ACTIONS: dict[Action, set[str]] = {
     Action.VIEW_ROSTER: STAFF,
     Action.MANAGE_ROSTER: {INS, HTA},
     Action.MANAGE_WORKSHOP_CODE: {INS},
+    Action.VIEW_HELP_QUEUE: STAFF,
+    Action.HANDLE_HELP: STAFF,
+    Action.OPEN_HELP_REQUEST: {STU},
 }
 # Actions on what belongs to a member (workspaces, money): who may on their
 # own, and who may on a student's.
@@ -36,6 +39,8 @@ MEMBER_ACTIONS: dict[Action, tuple[set[str], set[str]]] = {
     Action.OPERATE_WORKSPACE: (EVERYONE, {INS, HTA}),
     Action.VIEW_MONEY: (EVERYONE, STAFF),
     Action.MANAGE_BUDGET: ({INS}, {INS}),
+    Action.SEND_MESSAGE: (set(), STAFF),  # staff write to students, never to themselves
+    Action.OPEN_HELP_REQUEST: ({STU}, set()),  # for oneself only
 }
 
 # People who are not active members of the course: never allowed anything.
