@@ -28,6 +28,9 @@ class Action(StrEnum):
     VIEW_ROSTER = "view_roster"  # who is in the course, in which role and section
     MANAGE_ROSTER = "manage_roster"  # add, import, invite, revoke; sections
     MANAGE_WORKSHOP_CODE = "manage_workshop_code"  # see and regenerate a workshop's code
+    REQUEST_APPROVAL = "request_approval"  # ask for a template or more budget, for oneself
+    VIEW_APPROVALS = "view_approvals"  # the course's requests and their decisions
+    DECIDE_APPROVAL = "decide_approval"  # approve or deny another member's request
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -51,6 +54,19 @@ _COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.LINK_LMS, Action.SYNC_LMS_ROSTER}
 _COURSE_ACTIONS[Role.HEAD_TA] |= {Action.SYNC_LMS_ROSTER}
 # Workshops: the access code admits anyone, so only the instructor sees or changes it.
 _COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.MANAGE_WORKSHOP_CODE}
+# Requests: all staff see them; deciding is the instructor's, and the head TA's
+# only where the course allows it (see membership_may).
+for _role in (Role.INSTRUCTOR, Role.HEAD_TA, Role.TA):
+    _COURSE_ACTIONS[_role] |= {Action.VIEW_APPROVALS}
+
+
+def _may_decide(actor: Membership, owner: Membership | None) -> bool:
+    """Nobody decides their own request; head TAs only when the course allows it."""
+    if owner is not None and owner.pk == actor.pk:
+        return False
+    if actor.role == Role.INSTRUCTOR:
+        return True
+    return actor.role == Role.HEAD_TA and actor.course.head_ta_may_approve
 
 
 def membership_may(*, actor: Membership | None, action: Action,
@@ -70,6 +86,10 @@ def membership_may(*, actor: Membership | None, action: Action,
         return True
     if action is Action.LAUNCH:
         return True
+    if action is Action.REQUEST_APPROVAL:  # for themselves only
+        return owner is None or owner.pk == actor.pk
+    if action is Action.DECIDE_APPROVAL:
+        return _may_decide(actor, owner)
     if owner is None:
         return action in _COURSE_ACTIONS[actor.role]
     if owner.pk == actor.pk and action in {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE,

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from courses import lti, roster, workshops
+from courses import approvals, lti, roster, workshops
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +44,18 @@ def workshops_end_task() -> int:
     the term-end close exists, this is what stops a workshop's access.
     """
     return workshops.workshops_end_due()
+
+
+@shared_task(bind=True, max_retries=5)
+def approval_notify_task(self, approval_id: int) -> None:
+    """Email a member their request's outcome; a second run sends nothing."""
+    try:
+        approvals.approval_notify(approval_id=approval_id)
+    except OSError as exc:  # SMTP down or refusing for now
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+
+
+@shared_task
+def approvals_expire_task() -> int:
+    """Approvals past their expiry stop applying for good (beat, every minute)."""
+    return approvals.approvals_expire()

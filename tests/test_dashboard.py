@@ -34,8 +34,9 @@ def test_the_dashboard_query_count_does_not_grow_with_workspaces(client, student
 
     # session, user, memberships, course regions, approvals, prices ×2, workspaces,
     # the member's money (latest alert, spend, committed: spend + open holds),
-    # and the user's and their groups' permissions (may they create courses?)
-    assert queries == 14
+    # the user's and their groups' permissions (may they create courses?), and the
+    # member's requests (outcomes not yet seen, templates approved for them)
+    assert queries == 15
     assert response.content.decode().count('class="ws state-') == count
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing import ledger
 from billing.services import prices_load_bundled
-from courses.models import Course, Membership, Section
+from courses.models import Approval, Course, Membership, Section
 from provisioning.models import ApprovedTemplate, Workspace, WorkspaceTemplate
 from provisioning.services import cloud_account_default, storage_usd_per_hour
 
@@ -47,7 +47,8 @@ TEMPLATES = [
     ("ml-final-project", "ML final project", "t3.large",
      "More memory for training the final project.", True, False, "final project"),
     ("gpu-ml-workstation", "GPU ML workstation", "g4dn.xlarge",
-     "NVIDIA T4, CUDA and PyTorch for deep learning research.", False, False, ""),
+     "NVIDIA T4, CUDA and PyTorch for deep learning research.", True, True,
+     "final project only; request access first"),
 ]
 
 
@@ -112,6 +113,7 @@ class Command(BaseCommand):
             else:
                 ApprovedTemplate.objects.filter(course=course, template=template).delete()
         self._sophie_cap(course, sophie)
+        self._pending_request(course)
         self.stdout.write(f"Demo data ready: {course} with {len(PEOPLE)} people.")
 
     def _sophie_cap(self, course, sophie):
@@ -130,6 +132,18 @@ class Command(BaseCommand):
                                             now=timezone.now()))
         Membership.objects.filter(pk=sophie.pk).update(
             budget_cap=needed.quantize(Decimal("0.01"), rounding=ROUND_UP))
+
+    def _pending_request(self, course):
+        """David has asked for the GPU template, so the course page shows a pending
+        request. Made once: after the demo decides it, a new run leaves it decided."""
+        david = Membership.objects.get(course=course, email=f"david.kim@{DOMAIN}")
+        if not Approval.objects.filter(membership=david, template_slug="gpu-ml-workstation"
+                                       ).exists():
+            Approval.objects.create(
+                course=course, membership=david, kind=Approval.Kind.TEMPLATE,
+                template_slug="gpu-ml-workstation",
+                reason="Final project: fine-tuning a ResNet-50 on 40k images; the CPU "
+                       "template takes about 9 hours an epoch.")
 
     def _password(self, user):
         if not user.check_password(PASSWORD):
