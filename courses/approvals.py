@@ -316,8 +316,11 @@ def _message(approval: Approval) -> EmailMessage:
     context = {"approval": approval, "member": member, "course": course, "verb": verb,
                "requests_url": settings.SITE_URL.rstrip("/")
                + reverse("approval-requests", args=[course.pk])}
+    subject = (f"{course.code}: your approval for {approval.what} expired"
+               if approval.status == Status.EXPIRED
+               else f"{course.code}: your request for {approval.what} was {verb}")
     return EmailMessage(
-        subject=f"{course.code}: your request for {approval.what} was {verb}",
+        subject=subject,
         body=render_to_string("courses/email/approval_decided.txt", context),
         to=[member.email])
 

@@ -118,7 +118,7 @@ def test_approval_with_expiry(client, student, approved, gpu, prof, sent):
     assert Workspace.objects.get(name="fp").state not in {"stopping", "stopped", "terminated"}
     subjects = [m.subject for m in mail.outbox]
     assert subjects == [f"CS229: your request for {GPU} was approved",
-                        f"CS229: your request for {GPU} was expired"]
+                        f"CS229: your approval for {GPU} expired"]
 
 
 def test_the_expire_sweep_leaves_unexpired_and_open_ended_approvals_alone(
@@ -313,7 +313,7 @@ def test_a_budget_increase_raises_the_cap_and_its_expiry_lowers_it_again(
     caps = list(LedgerEntry.objects.filter(kind="cap").order_by("pk")
                 .values_list("amount", "actor__username"))
     assert caps == [(Decimal("75.000000"), "prof"), (Decimal("50.000000"), None)]
-    assert mail.outbox[-1].subject == "CS229: your request for $25.00 more budget was expired"
+    assert mail.outbox[-1].subject == "CS229: your approval for $25.00 more budget expired"
 
 
 def test_a_budget_grant_counts_on_top_of_a_cap_changed_in_between(student, prof):
