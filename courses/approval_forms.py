@@ -19,7 +19,9 @@ class _ServiceErrors(forms.Form):
 
 
 class ApprovalRequestForm(_ServiceErrors):
-    kind = forms.ChoiceField(choices=Approval.Kind.choices, initial=Approval.Kind.TEMPLATE,
+    kind = forms.ChoiceField(choices=[(Approval.Kind.TEMPLATE, "A template that needs approval"),
+                                      (Approval.Kind.BUDGET, "More budget")],
+                             initial=Approval.Kind.TEMPLATE,
                              widget=forms.RadioSelect, label="I need")
     template_slug = forms.ChoiceField(required=False, label="Template")
     amount = forms.DecimalField(required=False, max_digits=12, decimal_places=2,
