@@ -3,7 +3,15 @@ from django.db import models, transaction
 from django.utils.html import format_html
 
 from courses.lti import lti_tool_urls
-from courses.models import Course, LtiContext, LtiPlatform, LtiToolKey, Membership, Section
+from courses.models import (
+    Approval,
+    Course,
+    LtiContext,
+    LtiPlatform,
+    LtiToolKey,
+    Membership,
+    Section,
+)
 from courses.tasks import lti_roster_sync_task
 
 
@@ -34,6 +42,19 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "status", "course"]
     search_fields = ["email", "name"]
     raw_id_fields = ["user"]
+
+
+@admin.register(Approval)
+class ApprovalAdmin(admin.ModelAdmin):
+    """Read here; decided on the course's requests page (which moves caps and emails)."""
+
+    list_display = ["pk", "course", "membership", "kind", "template_slug", "amount", "status",
+                    "expires_at", "created_at"]
+    list_filter = ["status", "kind", "course"]
+    search_fields = ["membership__email", "template_slug", "reason"]
+    raw_id_fields = ["membership", "decided_by"]
+    readonly_fields = ["status", "granted_amount", "decided_by", "decided_at",
+                       "notified_status", "seen_at"]
 
 
 # --- LTI 1.3 -------------------------------------------------------------------

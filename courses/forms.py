@@ -96,7 +96,12 @@ class CourseSettingsForm(_SettingsRules):
     term_end_report = forms.BooleanField(required=False, initial=True,
                                          label="Email the final cost report to staff")
     retention_days = forms.IntegerField(label="Keep archived work for (days)", initial=365)
-    # 6. Workshops only (kind = workshop); ignored for other kinds
+    # 6. Requests
+    head_ta_may_approve = forms.BooleanField(
+        required=False, initial=False, label="Head TAs may approve or deny requests",
+        help_text="Students ask for templates that need approval and for more budget; the "
+                  "instructor always decides.")
+    # 7. Workshops only (kind = workshop); ignored for other kinds
     workshop_start = LocalDateTimeField(label="Workshop starts", required=False,
                                         help_text="Local date and time; joining opens then.")
     workshop_duration_minutes = forms.IntegerField(
@@ -116,6 +121,7 @@ class CourseSettingsForm(_SettingsRules):
         ("Limits", ["max_concurrent_workspaces", "max_daily_cost", "idle_stop_minutes"]),
         ("When the term ends", ["term_end_stop", "term_end_archive", "term_end_revoke",
                                 "term_end_report", "retention_days"]),
+        ("Requests", ["head_ta_may_approve"]),
         ("Workshop (only for kind “Workshop”)", list(setup.WORKSHOP_FIELDS)),
     ]
 

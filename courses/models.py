@@ -56,6 +56,8 @@ class Course(models.Model):
                                           help_text="Email the final cost report to staff.")
     retention_days = models.PositiveIntegerField(
         default=365, help_text="How long archived work is kept after the term.")
+    head_ta_may_approve = models.BooleanField(
+        default=False, help_text="Head TAs may approve or deny students' requests.")
     # Workshops (kind=workshop): participants join with the access code and an
     # email, no roster, from the start for `workshop_duration_minutes`; they keep
     # access for the extension after that, then the end sweep revokes them.
@@ -175,6 +177,70 @@ class Membership(models.Model):
     @property
     def display_name(self) -> str:
         return self.name or self.email
+
+
+class Approval(models.Model):
+    """A member's request for a template that needs approval, or for more budget,
+    and the staff decision on it.
+
+    Templates are named by slug (courses does not know provisioning's
+    templates); an approved request with `expires_at` stops applying at that
+    moment, and the expiry sweep then marks it expired (and takes back a
+    budget grant). `granted_amount` is what an approval added to the cap, so
+    expiry takes back exactly that.
+    """
+
+    class Kind(models.TextChoices):
+        TEMPLATE = "template", "Template"
+        BUDGET = "budget", "Budget increase"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        EXPIRED = "expired", "Expired"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="approvals")
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE,
+                                   related_name="approvals", help_text="Who asked.")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    template_slug = models.CharField(max_length=60, blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True,
+                                 help_text="Budget requests: how much more, in USD.")
+    reason = models.TextField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.CharField(max_length=500, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: no expiry.")
+    granted_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True,
+                                         blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The member has seen the latest outcome in the app; the email for the
+    # latest status went out (compare-and-swap, so a task run twice sends once).
+    seen_at = models.DateTimeField(null=True, blank=True)
+    notified_status = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["course", "status"]),
+                   models.Index(fields=["status", "expires_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["membership", "kind", "template_slug"],
+                condition=models.Q(status="pending"), name="approval_one_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.what} for {self.membership_id} ({self.status})"
+
+    @property
+    def what(self) -> str:
+        if self.kind == self.Kind.TEMPLATE:
+            return self.template_slug
+        return f"${self.amount:,.2f} more budget"
 
 
 # --- LTI 1.3 (sign-in and roster from an LMS; services in courses/lti.py) ---

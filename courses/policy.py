@@ -32,6 +32,9 @@ class Action(StrEnum):
     VIEW_HELP_QUEUE = "view_help_queue"  # the course's help queue, live
     HANDLE_HELP = "handle_help"  # claim, release and resolve help requests
     OPEN_HELP_REQUEST = "open_help_request"  # a student asks for help, for themself
+    REQUEST_APPROVAL = "request_approval"  # ask for a template or more budget, for oneself
+    VIEW_APPROVALS = "view_approvals"  # the course's requests and their decisions
+    DECIDE_APPROVAL = "decide_approval"  # approve or deny another member's request
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -59,6 +62,19 @@ _COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.MANAGE_WORKSHOP_CODE}
 for _role in (Role.INSTRUCTOR, Role.HEAD_TA, Role.TA):
     _COURSE_ACTIONS[_role] |= {Action.VIEW_HELP_QUEUE, Action.HANDLE_HELP}
 _STAFF_ROLES = {Role.INSTRUCTOR, Role.HEAD_TA, Role.TA}
+# Requests: all staff see them; deciding is the instructor's, and the head TA's
+# only where the course allows it (see membership_may).
+for _role in (Role.INSTRUCTOR, Role.HEAD_TA, Role.TA):
+    _COURSE_ACTIONS[_role] |= {Action.VIEW_APPROVALS}
+
+
+def _may_decide(actor: Membership, owner: Membership | None) -> bool:
+    """Nobody decides their own request; head TAs only when the course allows it."""
+    if owner is not None and owner.pk == actor.pk:
+        return False
+    if actor.role == Role.INSTRUCTOR:
+        return True
+    return actor.role == Role.HEAD_TA and actor.course.head_ta_may_approve
 
 
 def membership_may(*, actor: Membership | None, action: Action,
@@ -83,6 +99,10 @@ def membership_may(*, actor: Membership | None, action: Action,
                 and owner.role == Role.STUDENT)
     if action is Action.OPEN_HELP_REQUEST:  # students, for themselves only
         return actor.role == Role.STUDENT and (owner is None or owner.pk == actor.pk)
+    if action is Action.REQUEST_APPROVAL:  # for themselves only
+        return owner is None or owner.pk == actor.pk
+    if action is Action.DECIDE_APPROVAL:
+        return _may_decide(actor, owner)
     if owner is None:
         return action in _COURSE_ACTIONS[actor.role]
     if owner.pk == actor.pk and action in {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE,

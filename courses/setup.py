@@ -31,7 +31,7 @@ CREATE_PERMISSION = "courses.add_course"
 _STORED = ("code", "title", "term_label", "kind", "time_zone", "budget_total",
            "default_member_budget", "expected_students", "max_concurrent_workspaces",
            "max_daily_cost", "idle_stop_minutes", "term_end_stop", "term_end_archive",
-           "term_end_revoke", "term_end_report", "retention_days",
+           "term_end_revoke", "term_end_report", "retention_days", "head_ta_may_approve",
            "workshop_duration_minutes", "workshop_extension_minutes",
            "workshop_max_participants")
 # The workshop's start is given as a local (naive) date and time, like the term's dates.
@@ -44,6 +44,7 @@ DEFAULTS: dict[str, object] = {
     "expected_students": None, "max_concurrent_workspaces": 1, "max_daily_cost": None,
     "idle_stop_minutes": None, "term_end_stop": True, "term_end_archive": True,
     "term_end_revoke": True, "term_end_report": True, "retention_days": 365,
+    "head_ta_may_approve": False,
     "workshop_start": None, "workshop_duration_minutes": None,
     "workshop_extension_minutes": None, "workshop_max_participants": None,
 }

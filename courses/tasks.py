@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from courses import inbox, lti, roster, workshops
+from courses import approvals, inbox, lti, roster, workshops
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +53,18 @@ def message_email_send_task(self, message_id: int) -> None:
         inbox.message_email_send(message_id=message_id)
     except OSError as exc:  # SMTP down or refusing for now
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+
+
+@shared_task(bind=True, max_retries=5)
+def approval_notify_task(self, approval_id: int) -> None:
+    """Email a member their request's outcome; a second run sends nothing."""
+    try:
+        approvals.approval_notify(approval_id=approval_id)
+    except OSError as exc:  # SMTP down or refusing for now
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+
+
+@shared_task
+def approvals_expire_task() -> int:
+    """Approvals past their expiry stop applying for good (beat, every minute)."""
+    return approvals.approvals_expire()

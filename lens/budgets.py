@@ -39,3 +39,17 @@ def member_adjustment_grant(*, membership: Membership, amount: Decimal, actor, r
         if line is not None:
             _replan(membership.pk)
     return line is not None
+
+
+def member_cap_shift(*, membership: Membership, delta: Decimal, actor, reason: str,
+                     key: str) -> Decimal:
+    """Move a member's cap by `delta` (never below $0): approved budget requests
+    and their expiry. Reads the cap under the member's row lock, so two grants
+    at once both count. Returns the cap afterwards."""
+    with transaction.atomic():
+        locked = (Membership.objects.select_for_update(of=("self",), no_key=True)
+                  .select_related("course").get(pk=membership.pk))
+        cap = max(Decimal(0), ledger.member_cap(locked) + delta)
+        member_cap_change(membership=locked, cap=cap, actor=actor, reason=reason, key=key)
+    membership.budget_cap = locked.budget_cap
+    return locked.budget_cap

@@ -28,6 +28,11 @@ app.conf.beat_schedule = {
         "task": "courses.tasks.workshops_end_task",
         "schedule": 60.0,
     },
+    # Approvals past their expiry: marked expired, budget grants taken back.
+    "approvals-expire": {
+        "task": "courses.tasks.approvals_expire_task",
+        "schedule": 60.0,
+    },
     "workspaces-settle-sweep": {
         "task": "provisioning.tasks.workspaces_settle_sweep",
         "schedule": 60.0,

@@ -116,6 +116,8 @@ class CourseSerializer(serializers.Serializer):
     term_end_revoke = serializers.BooleanField(required=False)
     term_end_report = serializers.BooleanField(required=False)
     retention_days = serializers.IntegerField(required=False)
+    head_ta_may_approve = serializers.BooleanField(
+        required=False, help_text="Head TAs may approve or deny students' requests.")
     workshop_start = LocalDateTimeField(
         allow_null=True, required=False,
         help_text="Workshops only: local start in the course's time zone.")

@@ -13,6 +13,8 @@ router.register("courses", course_api.CourseViewSet, basename="api-course")
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("courses/<int:course_id>/notices/dismiss/", views.notices_dismiss,
+         name="notices-dismiss"),
     path("account/api-token/", views.api_token, name="api-token"),
     path("courses/new/", setup_views.course_new, name="course-new"),
     path("courses/new/summary/", setup_views.course_summary, name="course-new-summary"),
@@ -34,6 +36,7 @@ urlpatterns = [
     path("", include("courses.roster_urls")),
     path("", include("courses.workshop_urls")),
     path("", include("courses.help_urls")),
+    path("", include("courses.approval_urls")),
     path("accounts/", include("allauth.urls")),
     path("lti/", include("courses.lti_urls")),
     path("admin/", admin.site.urls),

@@ -2,13 +2,17 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
+from courses.approvals import approvals_dashboard, approvals_mark_seen
 from courses.help_queue import help_queue_counts, help_requests_current
 from courses.inbox import inboxes_for
 from courses.live import member_help_context
 from courses.models import Membership
+from courses.services import membership_get_active
 from provisioning.cards import member_workspace_cards
 from provisioning.metering import member_money_get
 from provisioning.services import course_template_offers
@@ -27,8 +31,11 @@ def home(request):
     current_help = help_requests_current(membership_ids=[m.pk for m in students])
     queues = help_queue_counts(course_ids=[m.course_id for m in memberships
                                            if m.is_staff_role])
+    requests = approvals_dashboard(membership_ids=[m.pk for m in memberships])
     courses = [{"membership": m, "course": m.course, "offers": offers[m.course_id],
-                "cards": cards[m.pk],
+                "cards": cards[m.pk], "requests": requests[m.pk],
+                "offer_rows": [(o, requests[m.pk].granted.get(o.template.slug))
+                               for o in offers[m.course_id]],
                 "money": member_money_get(m, workspaces=[c.workspace for c in cards[m.pk]]),
                 "inbox": inboxes[m.pk], "queue": queues.get(m.course_id),
                 "help": None if m.is_staff_role else member_help_context(
@@ -36,6 +43,19 @@ def home(request):
                     workspaces=[(c.workspace.pk, c.workspace.name) for c in cards[m.pk]])}
                for m in memberships]
     return render(request, "lens/home.html", {"courses": courses})
+
+
+@login_required
+@require_POST
+def notices_dismiss(request, course_id: int):
+    """The member has read the outcomes of their requests shown on the dashboard."""
+    membership = membership_get_active(user=request.user, course_id=course_id)
+    if membership is None:
+        raise Http404("No such course.")
+    approvals_mark_seen(membership=membership)
+    if request.htmx:
+        return HttpResponse("")
+    return redirect("home")
 
 
 @login_required

@@ -175,9 +175,7 @@ def offer_estimate(*, offer: TemplateOffer, membership: Membership, session_hour
                          remaining=metering.member_money_get(membership).remaining)
 
 
-def _approved_list_text(offers: list[TemplateOffer]) -> str:
-    if not offers:
-        return "This course has not approved any templates yet; ask your instructor."
+def _offers_text(offers: list[TemplateOffer]) -> str:
     parts = []
     for offer in offers:
         if offer.usd_per_hour is None:
@@ -185,7 +183,38 @@ def _approved_list_text(offers: list[TemplateOffer]) -> str:
         else:
             parts.append(f"{offer.template.slug} ({offer.template.instance_type}, "
                          f"${offer.usd_per_hour:.4f}/hour, ${offer.usd_per_day:.2f}/day)")
-    return "This course approved: " + "; ".join(parts) + "."
+    return "; ".join(parts)
+
+
+def _approved_list_text(offers: list[TemplateOffer]) -> str:
+    if not offers:
+        return "This course has not approved any templates yet; ask your instructor."
+    return "This course approved: " + _offers_text(offers) + "."
+
+
+def _how_to_ask_text(membership: Membership, waiting: list[TemplateOffer]) -> str:
+    """Where to ask for what needs approval (or for more budget)."""
+    from django.urls import reverse
+
+    url = reverse("approval-requests", args=[membership.course_id])
+    if waiting:
+        return (" Needs approval first: " + _offers_text(waiting)
+                + f". Request access on the course page: {url}")
+    return f" To ask for more, request access on the course page: {url}"
+
+
+def launchable_offers(*, membership: Membership, offers: list[TemplateOffer],
+                      now=None) -> tuple[list[TemplateOffer], list[TemplateOffer]]:
+    """The member's offers split into what they may launch now (approved, or
+    needing approval and granted to them, unexpired) and what still waits for
+    approval. One query, for the member's approvals."""
+    from courses.approvals import approval_templates_granted
+
+    granted = (approval_templates_granted(membership=membership, now=now)
+               if any(o.approved.requires_approval for o in offers) else {})
+    usable = [o for o in offers
+              if not o.approved.requires_approval or o.template.slug in granted]
+    return usable, [o for o in offers if o not in usable]
 
 
 # --- launch, stop, start (called from requests) ---------------------------
@@ -242,15 +271,19 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
         raise LaunchRefused("Give the workspace a name.", status=400, field="name")
     offers = course_template_offers(course_ids=[membership.course_id])[membership.course_id]
     offer = next((o for o in offers if o.template.slug == template_slug), None)
+    usable, waiting = launchable_offers(membership=membership, offers=offers)
     if offer is None:
         raise LaunchRefused(
             f"{template_slug!r} is not approved for {membership.course.code}. "
-            + _approved_list_text(offers), field="template")
-    if offer.approved.requires_approval:
+            + _approved_list_text(usable) + _how_to_ask_text(membership, waiting),
+            field="template")
+    if offer not in usable:
+        # Needs approval and the member holds none that applies now (never
+        # asked, pending, denied, or expired).
         raise LaunchRefused(
             f"{template_slug} needs an instructor's approval in {membership.course.code}"
             + (f" ({offer.approved.note})" if offer.approved.note else "") + ". "
-            + _approved_list_text([o for o in offers if not o.approved.requires_approval]),
+            + _approved_list_text(usable) + _how_to_ask_text(membership, waiting),
             field="template")
     template = offer.template
     try:

@@ -140,26 +140,29 @@ def test_the_page_query_count_does_not_grow_with_the_class(
 
     assert response.status_code == 200
     assert response.content.decode().count('<tr id="course-row-') == students
-    # session, user, actor, students, workspaces, spend, latest events, sections, recent events,
-    # help queue counts
-    assert len(ctx.captured_queries) == 10
+    # session, user, actor, students, workspaces, spend, latest events, sections,
+    # pending requests, recent events, help queue counts
+    assert len(ctx.captured_queries) == 11
 
 
-def test_pending_approvals_come_from_the_requests_feature_once_it_registers(
-        client, course, prof):
-    from provisioning import course_page
+def test_the_pending_approvals_count_links_to_the_course_s_requests(
+        client, course, prof, student, other_student):
+    from courses.models import Approval
 
+    for member, slug in [(student, "gpu"), (other_student, "gpu"), (student, "big")]:
+        Approval.objects.create(course=course, membership=member, kind="template",
+                                template_slug=slug, reason="final project")
+    Approval.objects.create(course=course, membership=other_student, kind="budget",
+                            amount=Decimal("10"), reason="x", status=Approval.Status.DENIED)
+    Approval.objects.create(course=CourseFactory(), membership=MembershipFactory(),
+                            kind="template", template_slug="gpu", reason="elsewhere")
     client.force_login(prof.user)
-    before = client.get(page(course)).content.decode()
-    course_page.pending_approvals_counter_register(lambda c: 3 if c == course else 0)
-    try:
-        after = client.get(page(course)).content.decode()
-    finally:
-        course_page.pending_approvals_counter_register(None)
 
-    assert '<strong data-testid="pending-approvals">—</strong>' in before
-    assert "Requests are not available yet." in before
-    assert '<strong data-testid="pending-approvals">3</strong>' in after
+    html = client.get(page(course)).content.decode()
+
+    assert (f'<strong data-testid="pending-approvals"><a href="/courses/{course.pk}/approvals/">'
+            '3</a></strong>') in html
+    assert "Review requests" in html
 
 
 # --- live ----------------------------------------------------------------------

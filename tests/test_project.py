@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from billing.models import InstancePrice
-from courses.models import Course, Membership
+from courses.models import Approval, Course, Membership
 from lens.env import env_bool, env_int
 from provisioning.models import ApprovedTemplate, WorkspaceTemplate
 
@@ -32,11 +32,13 @@ def test_demo_data_can_be_loaded_twice_without_duplicates(db):
 
     assert [Course.objects.count(), Membership.objects.count(),
             WorkspaceTemplate.objects.count(), ApprovedTemplate.objects.count(),
-            InstancePrice.objects.count()] == counts == [1, 6, 3, 2, 102]
+            InstancePrice.objects.count()] == counts == [1, 6, 3, 3, 102]
     roles = sorted(Membership.objects.values_list("role", flat=True))
     assert roles == ["head_ta", "instructor", "student", "student", "student", "ta"]
     approved = set(ApprovedTemplate.objects.values_list("template__slug", flat=True))
-    assert approved == {"ml-cpu-student", "ml-final-project"}
+    assert approved == {"ml-cpu-student", "ml-final-project", "gpu-ml-workstation"}
+    pending = Approval.objects.get(status=Approval.Status.PENDING)  # one, not two
+    assert pending.template_slug == "gpu-ml-workstation" and pending.course.code == "CS229-F26"
     price = InstancePrice.objects.get(instance_type="p3.2xlarge", region="us-east-1")
     assert str(price.usd_per_hour) == "3.060000" and "aws.amazon.com" in price.source
 

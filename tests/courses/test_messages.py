@@ -218,7 +218,7 @@ def test_the_dashboard_query_count_does_not_grow_with_messages(client, ta, stude
     assert f"{count} unread" in html
     assert html.count('class="message unread"') == min(count, inbox.INBOX_SHOWN)
     # the same as tests/test_dashboard.py: the inbox is one query
-    assert len(ctx.captured_queries) == 15  # no approvals' prices without workspaces
+    assert len(ctx.captured_queries) == 16  # requests; no approvals' prices without workspaces
 
 
 def test_unread_messages_are_never_hidden_behind_read_ones(ta, student):

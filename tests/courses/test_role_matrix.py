@@ -31,6 +31,9 @@ COURSE_ACTIONS: dict[Action, set[str]] = {
     Action.VIEW_HELP_QUEUE: STAFF,
     Action.HANDLE_HELP: STAFF,
     Action.OPEN_HELP_REQUEST: {STU},
+    Action.REQUEST_APPROVAL: EVERYONE,
+    Action.VIEW_APPROVALS: STAFF,
+    Action.DECIDE_APPROVAL: {INS},  # the head TA too where the course allows it (below)
 }
 # Actions on what belongs to a member (workspaces, money): who may on their
 # own, and who may on a student's.
@@ -41,6 +44,8 @@ MEMBER_ACTIONS: dict[Action, tuple[set[str], set[str]]] = {
     Action.MANAGE_BUDGET: ({INS}, {INS}),
     Action.SEND_MESSAGE: (set(), STAFF),  # staff write to students, never to themselves
     Action.OPEN_HELP_REQUEST: ({STU}, set()),  # for oneself only
+    Action.REQUEST_APPROVAL: (EVERYONE, set()),  # for oneself only
+    Action.DECIDE_APPROVAL: (set(), {INS}),  # never one's own request
 }
 
 # People who are not active members of the course: never allowed anything.
@@ -107,3 +112,16 @@ def test_a_course_role_grants_nothing_over_another_courses_members(people, actio
         assert not user_may(user=m.user, course_id=course.pk, action=action, owner=elsewhere)
         assert not user_may(user=m.user, course_id=elsewhere.course_id, action=action,
                             owner=elsewhere)
+
+
+def test_head_tas_decide_requests_only_where_the_course_allows_it(people):
+    course, members, student_b, _ = people
+    course.head_ta_may_approve = True
+    course.save()
+    deciders = {role for role, m in members.items()
+                if user_may(user=m.user, course_id=course.pk, action=Action.DECIDE_APPROVAL,
+                            owner=student_b)}
+    assert deciders == {INS, HTA}
+    head_ta = members[HTA]
+    assert not user_may(user=head_ta.user, course_id=course.pk,
+                        action=Action.DECIDE_APPROVAL, owner=head_ta)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing import ledger
 from billing.services import prices_load_bundled
-from courses.models import Course, HelpRequest, Membership, Message, Section
+from courses.models import Approval, Course, HelpRequest, Membership, Message, Section
 from provisioning.models import ApprovedTemplate, Workspace, WorkspaceTemplate
 from provisioning.services import cloud_account_default, storage_usd_per_hour
 
@@ -47,7 +47,8 @@ TEMPLATES = [
     ("ml-final-project", "ML final project", "t3.large",
      "More memory for training the final project.", True, False, "final project"),
     ("gpu-ml-workstation", "GPU ML workstation", "g4dn.xlarge",
-     "NVIDIA T4, CUDA and PyTorch for deep learning research.", False, False, ""),
+     "NVIDIA T4, CUDA and PyTorch for deep learning research.", True, True,
+     "final project only; request access first"),
 ]
 
 
@@ -113,6 +114,7 @@ class Command(BaseCommand):
                 ApprovedTemplate.objects.filter(course=course, template=template).delete()
         self._sophie_cap(course, sophie)
         self._help_and_messages(course)
+        self._pending_request(course)
         self.stdout.write(f"Demo data ready: {course} with {len(PEOPLE)} people.")
 
     def _sophie_cap(self, course, sophie):
@@ -154,6 +156,18 @@ class Command(BaseCommand):
                 course=course, membership=david, summary="My training crashes",
                 details="The kernel dies at epoch 3 with \"Killed\"; I think it runs out "
                         "of memory on the full data set.")
+
+    def _pending_request(self, course):
+        """David has asked for the GPU template, so the course page shows a pending
+        request. Made once: after the demo decides it, a new run leaves it decided."""
+        david = Membership.objects.get(course=course, email=f"david.kim@{DOMAIN}")
+        if not Approval.objects.filter(membership=david, template_slug="gpu-ml-workstation"
+                                       ).exists():
+            Approval.objects.create(
+                course=course, membership=david, kind=Approval.Kind.TEMPLATE,
+                template_slug="gpu-ml-workstation",
+                reason="Final project: fine-tuning a ResNet-50 on 40k images; the CPU "
+                       "template takes about 9 hours an epoch.")
 
     def _password(self, user):
         if not user.check_password(PASSWORD):
