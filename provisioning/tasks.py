@@ -19,7 +19,7 @@ from provisioning.states import SETTLING_STATES
 log = logging.getLogger(__name__)
 
 # Transient AWS errors (throttling, 5xx) are retried this many times, backing off
-# exponentially from BACKOFF_BASE to BACKOFF_CAP seconds with jitter (about ten
+# exponentially from BACKOFF_BASE to BACKOFF_CAP seconds with jitter (about eight
 # minutes in all) before the reason goes on the row. A task re-queued for its
 # turn in Lens's own rate limit (ratelimit.RateLimited) counts as one retry too.
 MAX_RETRIES = 12
