@@ -789,6 +789,8 @@ def main(argv: list[str] | None = None) -> int:
     from provisioning.services import storage_usd_per_hour
 
     settings.DEBUG = False  # no query log kept in memory
+    # A term compressed into minutes would meet EC2's per-second limits in wall-clock time.
+    settings.LENS_EC2_RATE_LIMITS = False
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # alerts: counted
     for noisy in ("provisioning", "celery", "werkzeug"):  # one line per task or request
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -127,6 +127,7 @@ CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name)
 CELERY_TASK_ROUTES = {
     "provisioning.tasks.member_budget_check_task": {"queue": CELERY_URGENT_QUEUE},
     "provisioning.tasks.workspace_stop_task": {"queue": CELERY_URGENT_QUEUE},
+    "provisioning.tasks.workspaces_stop_task": {"queue": CELERY_URGENT_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -141,6 +142,19 @@ AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL", "")
 AWS_DEFAULT_REGION = env_str("AWS_DEFAULT_REGION", "us-east-1")
 # Seconds between checks of a machine that is on its way up or down.
 LENS_POLL_SECONDS = env_int("LENS_POLL_SECONDS", 5)
+# EC2's throttling, mirrored in Redis so workers queue instead of failing (see
+# provisioning/ratelimit.py; defaults are EC2's documented bucket sizes and refill
+# rates per account and region: RunInstances/StartInstances 5 deep at 2/s, other
+# mutating calls 5/s, StopInstances/TerminateInstances 1,000 instances at 20/s).
+LENS_EC2_RATE_LIMITS = env_bool("LENS_EC2_RATE_LIMITS", True)
+LENS_EC2_RUN_BURST = env_int("LENS_EC2_RUN_BURST", 5)
+LENS_EC2_RUN_PER_SECOND = float(env_decimal("LENS_EC2_RUN_PER_SECOND", "2"))
+LENS_EC2_MUTATE_BURST = env_int("LENS_EC2_MUTATE_BURST", 200)
+LENS_EC2_MUTATE_PER_SECOND = float(env_decimal("LENS_EC2_MUTATE_PER_SECOND", "5"))
+LENS_EC2_STOP_BURST = env_int("LENS_EC2_STOP_BURST", 1000)
+LENS_EC2_STOP_PER_SECOND = float(env_decimal("LENS_EC2_STOP_PER_SECOND", "20"))
+# A worker sleeps off a wait up to this long; a longer one re-queues the task for later.
+LENS_EC2_MAX_WAIT_SECONDS = float(env_decimal("LENS_EC2_MAX_WAIT_SECONDS", "2"))
 
 # --- Money -------------------------------------------------------------------
 # A launch or start sets aside this many hours at the machine's price.

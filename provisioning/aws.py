@@ -8,9 +8,10 @@ exceptions so callers never see botocore types.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from provisioning import ratelimit
+
 if TYPE_CHECKING:
     from provisioning.models import CloudAccount
 
@@ -37,6 +40,12 @@ _THROTTLE_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException",
 _CAPACITY_CODES = {"InsufficientInstanceCapacity", "InstanceLimitExceeded",
                    "MaxSpotInstanceCountExceeded", "VcpuLimitExceeded"}
 _NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
+# Errors about some of the instances in a batch: AWS refuses the whole call, so the
+# batch is split to find the ones it means.
+_INSTANCE_CODES = _NOT_FOUND_CODES | {"IncorrectInstanceState", "IncorrectState",
+                                      "UnsupportedOperation", "OperationNotPermitted"}
+# StopInstances and TerminateInstances take up to this many ids a call.
+BATCH_MAX = 1000
 _LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 
@@ -216,10 +225,9 @@ def instance_run(
              "Ebs": {"VolumeSize": root_volume_gib, "VolumeType": "gp3",
                      "DeleteOnTermination": True}},
         ]
-    try:
-        response = _client(account, "ec2").run_instances(**params)
-    except (ClientError, BotoCoreError) as exc:
-        raise _translate(exc) from exc
+    # Keyed by the client token, so a task re-queued for its turn comes back to the same slot.
+    response = _ec2_limited(account, "run_instances", bucket="run",
+                            holder=f"run:{client_token}", **params)
     return Instance.from_api(response["Instances"][0])
 
 
@@ -234,19 +242,108 @@ def instance_get(account: CloudAccount, instance_id: str) -> Instance:
     raise InstanceNotFound(f"Instance {instance_id} does not exist.")
 
 
+@dataclass
+class BatchResult:
+    """What a batched stop or terminate did: ids AWS accepted, ids it refused and why,
+    and ids not yet sent because Lens's bucket said wait (`retry_after` seconds)."""
+
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, AwsError] = field(default_factory=dict)
+    deferred: list[str] = field(default_factory=list)
+    retry_after: float = 0.0
+    calls: int = 0
+
+
 def instances_stop(account: CloudAccount, instance_ids: list[str], *,
-                   hibernate: bool = False) -> None:
-    try:
-        _client(account, "ec2").stop_instances(InstanceIds=instance_ids, Hibernate=hibernate)
-    except (ClientError, BotoCoreError) as exc:
-        raise _translate(exc) from exc
+                   hibernate: bool = False) -> BatchResult:
+    """Stop instances, up to 1,000 a call, paced by EC2's 20-instances-a-second bucket."""
+    return _instances_batch(account, instance_ids, operation="stop_instances", bucket="stop",
+                            **({"Hibernate": True} if hibernate else {}))
+
+
+def instances_terminate(account: CloudAccount, instance_ids: list[str]) -> BatchResult:
+    """Terminate instances, up to 1,000 a call, paced like stops."""
+    return _instances_batch(account, instance_ids, operation="terminate_instances",
+                            bucket="terminate")
 
 
 def instances_start(account: CloudAccount, instance_ids: list[str]) -> None:
+    """Start instances; shares RunInstances' bucket (5 deep, 2 a second)."""
+    _ec2_limited(account, "start_instances", bucket="run", cost=len(instance_ids),
+                 holder=f"start:{_digest(instance_ids)}", InstanceIds=instance_ids)
+
+
+def _scope(account: CloudAccount) -> str:
+    """Whose limits a call counts against: EC2 throttles per AWS account and region."""
+    arn = account.role_arn.split(":")
+    owner = arn[4] if len(arn) > 4 and arn[4] else (account.endpoint_url or "default")
+    return f"{owner}:{account.region}"
+
+
+def _digest(ids: list[str]) -> str:
+    return hashlib.sha1(",".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def _ec2_limited(account: CloudAccount, operation: str, *, bucket: str, cost: int = 1,
+                 holder: str = "", **params) -> dict:
+    """One EC2 call, once Lens's copy of its bucket allows it.
+
+    Raises ratelimit.RateLimited when the wait is too long to sleep off. When
+    AWS throttles anyway, the bucket is emptied and the error is Throttled.
+    """
+    ratelimit.buckets().take(scope=_scope(account), name=bucket, cost=cost, holder=holder)
     try:
-        _client(account, "ec2").start_instances(InstanceIds=instance_ids)
+        return getattr(_client(account, "ec2"), operation)(**params)
     except (ClientError, BotoCoreError) as exc:
-        raise _translate(exc) from exc
+        raise _throttle_noted(account, bucket, exc) from exc
+
+
+def _throttle_noted(account: CloudAccount, bucket: str, exc: Exception) -> AwsError:
+    error = _translate(exc)
+    if isinstance(error, Throttled):
+        ratelimit.buckets().drain(scope=_scope(account), name=bucket)
+    return error
+
+
+def _instances_batch(account: CloudAccount, instance_ids: list[str], *, operation: str,
+                     bucket: str, **params) -> BatchResult:
+    ids = list(dict.fromkeys(instance_ids))
+    result = BatchResult()
+    for start in range(0, len(ids), BATCH_MAX):
+        chunk = ids[start:start + BATCH_MAX]
+        try:
+            # One charge per chunk: the halves of a refused chunk are the same instances.
+            ratelimit.buckets().take(scope=_scope(account), name=bucket, cost=len(chunk),
+                                     holder=f"{operation}:{_digest(chunk)}")
+        except ratelimit.RateLimited as limited:
+            result.deferred.extend(chunk)
+            result.retry_after = result.retry_after or limited.retry_after
+            continue
+        _batch_send(account, chunk, operation=operation, bucket=bucket, params=params,
+                    result=result)
+    return result
+
+
+def _batch_send(account: CloudAccount, chunk: list[str], *, operation: str, bucket: str,
+                params: dict, result: BatchResult) -> None:
+    """Send one batch; when AWS refuses it over some instance, halve it until that one is alone."""
+    result.calls += 1
+    try:
+        getattr(_client(account, "ec2"), operation)(InstanceIds=chunk, **params)
+    except (ClientError, BotoCoreError) as exc:
+        error = _throttle_noted(account, bucket, exc)
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+        if code not in _INSTANCE_CODES:
+            raise error from exc
+        if len(chunk) == 1:
+            result.failed[chunk[0]] = error
+            return
+        half = len(chunk) // 2
+        for part in (chunk[:half], chunk[half:]):
+            _batch_send(account, part, operation=operation, bucket=bucket, params=params,
+                        result=result)
+        return
+    result.done.extend(chunk)
 
 
 # --- prices ------------------------------------------------------------------

@@ -9,7 +9,6 @@ is running: a safety net, never the margin.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,12 +101,8 @@ def member_budget_enforce(*, membership_id: int, now: datetime) -> Verdict:
     if not compute_running:
         alerts.member_storage_notice(membership=membership, money=money)
     if verdict.stop_reason:
-        for workspace in workspaces:
-            if workspace.state == State.RUNNING:
-                # It may have changed meanwhile; the next check sees the new state.
-                with contextlib.suppress(services.TransitionError):
-                    services.workspace_stop(workspace=workspace, actor=None,
-                                            reason=verdict.stop_reason)
+        # One batched stop; a workspace that changed meanwhile is left to the next check.
+        services.workspaces_stop(workspaces=workspaces, actor=None, reason=verdict.stop_reason)
         BudgetWatch.objects.update_or_create(
             membership_id=membership_id,
             defaults={"token": uuid.uuid4(), "check_at": None, "reason": verdict.stop_reason})

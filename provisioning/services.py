@@ -7,6 +7,7 @@ workspace's state any other way than through `workspace_transition`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -29,6 +30,7 @@ from courses.policy import Action, membership_may
 from provisioning import aws
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import ApprovedTemplate, CloudAccount, Workspace, WorkspaceEvent
+from provisioning.ratelimit import RateLimited
 from provisioning.states import State, is_allowed
 
 log = logging.getLogger(__name__)
@@ -336,6 +338,12 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
     return workspace
 
 
+def _stopping(workspace: Workspace, *, actor, reason: str) -> None:
+    workspace_transition(workspace=workspace, to=State.STOPPING, actor=actor,
+                         reason=f"stop requested ({Workspace.StopReason(reason).label})",
+                         stop_reason=reason)
+
+
 def workspace_stop(*, workspace: Workspace, actor,
                    reason: str = Workspace.StopReason.USER) -> Workspace:
     from provisioning import tasks
@@ -344,11 +352,33 @@ def workspace_stop(*, workspace: Workspace, actor,
         raise TransitionNotAllowed(f"Only a running workspace can be stopped; "
                                    f"{workspace.name} is {workspace.get_state_display().lower()}.")
     with transaction.atomic():
-        workspace_transition(workspace=workspace, to=State.STOPPING, actor=actor,
-                             reason=f"stop requested ({Workspace.StopReason(reason).label})",
-                             stop_reason=reason)
+        _stopping(workspace, actor=actor, reason=reason)
         transaction.on_commit(lambda: tasks.workspace_stop_task.delay(workspace.pk))
     return workspace
+
+
+def workspaces_stop(*, workspaces: Iterable[Workspace], actor, reason: str) -> list[int]:
+    """Stop several running workspaces at once; returns the ids asked to stop.
+
+    One task sends them to AWS in batches (StopInstances takes 1,000 ids), so a
+    budget run-out, a revoke or term end costs one call, not one per machine. A
+    workspace that changed state meanwhile is skipped: whoever changed it wins.
+    """
+    from provisioning import tasks
+
+    stopping: list[int] = []
+    with transaction.atomic():
+        for workspace in workspaces:
+            if workspace.state != State.RUNNING:
+                continue
+            try:
+                _stopping(workspace, actor=actor, reason=reason)
+            except TransitionError:
+                continue
+            stopping.append(workspace.pk)
+        if stopping:
+            transaction.on_commit(lambda: tasks.workspaces_stop_task.delay(stopping))
+    return stopping
 
 
 def member_workspaces_stop(*, membership_id: int, actor, reason: str) -> int:
@@ -357,14 +387,9 @@ def member_workspaces_stop(*, membership_id: int, actor, reason: str) -> int:
     A workspace that changes state meanwhile is skipped: whoever changed it
     wins, and the next check (budget watch, sweep) sees its new state.
     """
-    stopped = 0
-    for workspace in Workspace.objects.filter(owner_id=membership_id, state=State.RUNNING):
-        try:
-            workspace_stop(workspace=workspace, actor=actor, reason=reason)
-        except TransitionError:
-            continue
-        stopped += 1
-    return stopped
+    return len(workspaces_stop(
+        workspaces=Workspace.objects.filter(owner_id=membership_id, state=State.RUNNING),
+        actor=actor, reason=reason))
 
 
 def workspace_start(*, workspace: Workspace, actor) -> Workspace:
@@ -447,8 +472,54 @@ def workspace_stop_instance(*, workspace_id: int) -> Workspace | None:
     workspace = _fresh(workspace_id)
     if workspace is None or workspace.state != State.STOPPING:
         return workspace
-    aws.instances_stop(workspace.cloud_account, [workspace.instance_id])
+    result = aws.instances_stop(workspace.cloud_account, [workspace.instance_id])
+    if result.deferred:
+        raise RateLimited(bucket="stop", retry_after=result.retry_after)
+    if workspace.instance_id in result.failed:
+        raise result.failed[workspace.instance_id]
     return workspace_sync(workspace=workspace)
+
+
+@dataclass(frozen=True)
+class BatchStop:
+    """What a batched stop left to do: workspaces to check on, and to send again later."""
+
+    sent: list[int]
+    deferred: list[int]
+    retry_after: float
+
+
+def workspaces_stop_instances(*, workspace_ids: list[int]) -> BatchStop:
+    """Send StopInstances for the workspaces still stopping, in batches per cloud account.
+
+    An instance AWS no longer has is folded in as terminated; one AWS refuses
+    for another reason keeps the reason on its row. The rest of the batch stops
+    either way. Throttling raises (the caller retries the whole, idempotent, batch).
+    """
+    workspaces = list(Workspace.objects.select_related("cloud_account")
+                      .filter(pk__in=workspace_ids, state=State.STOPPING)
+                      .exclude(instance_id=""))
+    accounts: dict[int, list[Workspace]] = {}
+    for workspace in workspaces:
+        accounts.setdefault(workspace.cloud_account_id, []).append(workspace)
+    sent: list[int] = []
+    deferred: list[int] = []
+    retry_after = 0.0
+    for group in accounts.values():
+        by_instance = {w.instance_id: w for w in group}
+        result = aws.instances_stop(group[0].cloud_account, list(by_instance))
+        for instance_id, error in result.failed.items():
+            workspace = by_instance[instance_id]
+            if isinstance(error, aws.InstanceNotFound):
+                workspace_mark_gone(workspace_id=workspace.pk,
+                                    reason=f"AWS no longer has the instance ({error}).")
+            else:
+                workspace_fail(workspace_id=workspace.pk, reason=str(error))
+        sent += [by_instance[i].pk for i in result.done]
+        deferred += [by_instance[i].pk for i in result.deferred]
+        if result.deferred:
+            retry_after = max(retry_after, result.retry_after)
+    return BatchStop(sent=sent, deferred=deferred, retry_after=retry_after)
 
 
 def workspace_start_instance(*, workspace_id: int) -> Workspace | None:

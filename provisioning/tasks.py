@@ -3,38 +3,70 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from provisioning import aws, enforcement, metering, services
+from provisioning import aws, enforcement, metering, ratelimit, services
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import BudgetWatch, Workspace
 from provisioning.states import SETTLING_STATES
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 6
+# Transient AWS errors (throttling, 5xx) are retried this many times, backing off
+# exponentially from BACKOFF_BASE to BACKOFF_CAP seconds with jitter (about eight
+# minutes in all) before the reason goes on the row. A task re-queued for its
+# turn in Lens's own rate limit (ratelimit.RateLimited) counts as one retry too.
+MAX_RETRIES = 12
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 90.0
 # How long a machine may take to come up or go down before the card says so.
 MAX_SETTLE_CHECKS = 120
 
 
+def backoff(retries: int) -> float:
+    """Seconds before try `retries + 1`: exponential, capped, half of it random.
+
+    The jitter spreads out workers that AWS throttled at the same moment.
+    """
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** retries)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _turn_wait(task, limited: ratelimit.RateLimited) -> None:
+    """Come back when Lens's bucket has a token for us, or sleep if there is no queue."""
+    if task.request.is_eager:  # tests and simulations: nothing else runs meanwhile
+        time.sleep(limited.retry_after)
+        return
+    raise task.retry(exc=limited, countdown=limited.retry_after)
+
+
 def _run(task, work, workspace_id: int) -> None:
     """Do `work`; retry transient AWS errors with backoff; record giving up."""
-    try:
-        workspace = work(workspace_id=workspace_id)
-    except aws.InstanceNotFound as exc:
-        services.workspace_mark_gone(workspace_id=workspace_id, reason=f"AWS no longer has the "
-                                     f"instance ({exc}).")
-        return
-    except aws.AwsError as exc:
-        if exc.transient and task.request.retries < MAX_RETRIES:
-            raise task.retry(exc=exc, countdown=min(2 ** task.request.retries, 60)) from exc
-        log.warning("workspace %s: giving up: %s", workspace_id, exc)
-        services.workspace_fail(workspace_id=workspace_id, reason=str(exc))
-        return
+    while True:
+        try:
+            workspace = work(workspace_id=workspace_id)
+            break
+        except ratelimit.RateLimited as limited:
+            if task.request.retries >= MAX_RETRIES:
+                services.workspace_fail(workspace_id=workspace_id, reason=str(limited))
+                return
+            _turn_wait(task, limited)
+        except aws.InstanceNotFound as exc:
+            services.workspace_mark_gone(workspace_id=workspace_id, reason=f"AWS no longer has "
+                                         f"the instance ({exc}).")
+            return
+        except aws.AwsError as exc:
+            if exc.transient and task.request.retries < MAX_RETRIES:
+                raise task.retry(exc=exc, countdown=backoff(task.request.retries)) from exc
+            log.warning("workspace %s: giving up: %s", workspace_id, exc)
+            services.workspace_fail(workspace_id=workspace_id, reason=str(exc))
+            return
     if not services.workspace_is_settled(workspace):
         workspace_settle_task.apply_async((workspace_id, 1), countdown=settings.LENS_POLL_SECONDS)
 
@@ -47,6 +79,26 @@ def workspace_launch_task(self, workspace_id: int) -> None:
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def workspace_stop_task(self, workspace_id: int) -> None:
     _run(self, services.workspace_stop_instance, workspace_id)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def workspaces_stop_task(self, workspace_ids: list[int]) -> None:
+    """Stop several workspaces with batched StopInstances calls (budget, revoke, term end)."""
+    try:
+        batch = services.workspaces_stop_instances(workspace_ids=workspace_ids)
+    except aws.AwsError as exc:
+        if exc.transient and self.request.retries < MAX_RETRIES:
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        log.warning("workspaces %s: giving up on stopping: %s", workspace_ids, exc)
+        for workspace_id in workspace_ids:
+            services.workspace_fail(workspace_id=workspace_id, reason=str(exc))
+        return
+    if batch.deferred:  # a fresh task: the ids sent already are not sent again
+        if self.request.is_eager:
+            time.sleep(batch.retry_after)
+        workspaces_stop_task.apply_async((batch.deferred,), countdown=batch.retry_after)
+    for workspace_id in batch.sent:
+        workspace_settle_task.apply_async((workspace_id, 1), countdown=settings.LENS_POLL_SECONDS)
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)

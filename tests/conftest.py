@@ -13,7 +13,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from billing.services import prices_load_bundled  # noqa: E402
 from lens.celery import app as celery_app  # noqa: E402
-from provisioning import aws  # noqa: E402
+from provisioning import aws, ratelimit  # noqa: E402
 from tests.factories import (  # noqa: E402
     ApprovedTemplateFactory,
     CourseFactory,
@@ -48,6 +48,15 @@ def fake_aws(moto_endpoint, settings):
     settings.AWS_DEFAULT_REGION = "us-east-1"
     aws.clients_reset()
     yield moto_endpoint
+
+
+@pytest.fixture(autouse=True)
+def full_rate_buckets():
+    """Every test starts with Lens's EC2 rate buckets full (they live in the shared Redis)."""
+    ratelimit.buckets_reset()
+    ratelimit.buckets_clear()
+    yield
+    ratelimit.buckets_reset()
 
 
 @pytest.fixture(autouse=True)
