@@ -5,6 +5,7 @@ in DATABASE_URL, REDIS_URL and AWS_ENDPOINT_URL with embedded services when
 they are not given.
 """
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -141,6 +142,15 @@ AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL", "")
 AWS_DEFAULT_REGION = env_str("AWS_DEFAULT_REGION", "us-east-1")
 # Seconds between checks of a machine that is on its way up or down.
 LENS_POLL_SECONDS = env_int("LENS_POLL_SECONDS", 5)
+# Who may reach workspaces' SSH and Jupyter ports, in the network Lens makes for an
+# account that has none. Students connect from home, so the default is anywhere;
+# a university that has a VPN should set its range (e.g. 203.0.113.0/24).
+LENS_ACCESS_CIDR = env_str("LENS_ACCESS_CIDR", "0.0.0.0/0")
+try:
+    LENS_ACCESS_CIDR = str(ipaddress.IPv4Network(LENS_ACCESS_CIDR, strict=True))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"LENS_ACCESS_CIDR={LENS_ACCESS_CIDR!r} is not an IPv4 network "
+                               f"such as 203.0.113.0/24 ({exc}).") from None
 
 # --- Money -------------------------------------------------------------------
 # A launch or start sets aside this many hours at the machine's price.
