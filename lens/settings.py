@@ -5,6 +5,7 @@ in DATABASE_URL, REDIS_URL and AWS_ENDPOINT_URL with embedded services when
 they are not given.
 """
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -155,6 +156,15 @@ LENS_EC2_STOP_BURST = env_int("LENS_EC2_STOP_BURST", 1000)
 LENS_EC2_STOP_PER_SECOND = float(env_decimal("LENS_EC2_STOP_PER_SECOND", "20"))
 # A worker sleeps off a wait up to this long; a longer one re-queues the task for later.
 LENS_EC2_MAX_WAIT_SECONDS = float(env_decimal("LENS_EC2_MAX_WAIT_SECONDS", "2"))
+# Who may reach workspaces' SSH and Jupyter ports, in the network Lens makes for an
+# account that has none. Students connect from home, so the default is anywhere;
+# a university that has a VPN should set its range (e.g. 203.0.113.0/24).
+LENS_ACCESS_CIDR = env_str("LENS_ACCESS_CIDR", "0.0.0.0/0")
+try:
+    LENS_ACCESS_CIDR = str(ipaddress.IPv4Network(LENS_ACCESS_CIDR, strict=True))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"LENS_ACCESS_CIDR={LENS_ACCESS_CIDR!r} is not an IPv4 network "
+                               f"such as 203.0.113.0/24 ({exc}).") from None
 
 # --- Money -------------------------------------------------------------------
 # A launch or start sets aside this many hours at the machine's price.

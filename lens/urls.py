@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from courses.adapters import oidc_callback
 from lens import api, course_api, course_views, setup_views, views
 from provisioning.api import CourseTemplatesView, WorkspaceViewSet
+from provisioning.key_api import KeyGenerateView, KeyView
 
 router = DefaultRouter()
 router.register("workspaces", WorkspaceViewSet, basename="api-workspace")
@@ -53,6 +54,8 @@ urlpatterns = [
          name="api-member-adjustments"),
     path("api/courses/<int:course_id>/templates/<slug:slug>/estimate/",
          api.TemplateEstimateView.as_view(), name="api-template-estimate"),
+    path("api/keys/", KeyView.as_view(), name="api-ssh-key"),
+    path("api/keys/generate/", KeyGenerateView.as_view(), name="api-ssh-key-generate"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -3,6 +3,7 @@ from django.contrib import admin
 from provisioning.models import (
     ApprovedTemplate,
     CloudAccount,
+    KeyPair,
     Workspace,
     WorkspaceEvent,
     WorkspaceTemplate,
@@ -11,7 +12,8 @@ from provisioning.models import (
 
 @admin.register(CloudAccount)
 class CloudAccountAdmin(admin.ModelAdmin):
-    list_display = ["name", "region", "endpoint_url", "is_default"]
+    list_display = ["name", "region", "endpoint_url", "vpc_id", "network_managed", "is_default"]
+    readonly_fields = ["network_managed", "network_open_ports"]
 
 
 @admin.register(WorkspaceTemplate)
@@ -52,3 +54,16 @@ class WorkspaceAdmin(admin.ModelAdmin):
 class WorkspaceEventAdmin(admin.ModelAdmin):
     list_display = ["workspace", "from_state", "to_state", "at", "actor", "reason"]
     list_filter = ["to_state"]
+
+
+@admin.register(KeyPair)
+class KeyPairAdmin(admin.ModelAdmin):
+    """Public keys only (Lens has no private ones); people change their own on their page."""
+
+    list_display = ["user", "fingerprint", "key_type", "source", "created_at"]
+    search_fields = ["user__email", "fingerprint"]
+    readonly_fields = ["user", "name", "key_type", "public_key", "fingerprint", "source",
+                       "created_at"]
+
+    def has_add_permission(self, request):
+        return False

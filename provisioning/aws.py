@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 TAG_WORKSPACE = "lens:workspace"
 TAG_COURSE = "lens:course"
 TAG_MEMBER = "lens:member"
+TAG_NETWORK = "lens:network"
 
 _THROTTLE_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException",
                    "TooManyRequestsException"}
@@ -46,6 +47,8 @@ _INSTANCE_CODES = _NOT_FOUND_CODES | {"IncorrectInstanceState", "IncorrectState"
                                       "UnsupportedOperation", "OperationNotPermitted"}
 # StopInstances and TerminateInstances take up to this many ids a call.
 BATCH_MAX = 1000
+_NETWORK_NOT_FOUND_CODES = {"InvalidSubnetID.NotFound", "InvalidGroup.NotFound",
+                            "InvalidSecurityGroupID.NotFound", "InvalidVpcID.NotFound"}
 _LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 
@@ -73,6 +76,10 @@ class InstanceNotFound(AwsError):
     pass
 
 
+class NetworkNotFound(AwsError):
+    """A subnet, security group or VPC the cloud account names is not in AWS."""
+
+
 @dataclass(frozen=True)
 class Instance:
     id: str
@@ -84,6 +91,7 @@ class Instance:
     launch_time: datetime | None
     state_reason: str
     tags: dict[str, str]
+    key_name: str = ""
 
     @classmethod
     def from_api(cls, data: dict) -> Instance:
@@ -97,6 +105,7 @@ class Instance:
             launch_time=data.get("LaunchTime"),
             state_reason=(data.get("StateReason") or {}).get("Message", ""),
             tags={t["Key"]: t["Value"] for t in data.get("Tags", [])},
+            key_name=data.get("KeyName", "") or "",
         )
 
 
@@ -152,6 +161,8 @@ def _translate(exc: Exception) -> AwsError:
             return CapacityError(text)
         if code in _NOT_FOUND_CODES:
             return InstanceNotFound(text)
+        if code in _NETWORK_NOT_FOUND_CODES:
+            return NetworkNotFound(text)
         if status >= 500:
             return AwsUnavailable(text)
         return AwsError(text)
@@ -201,6 +212,7 @@ def instance_run(
     tags: dict[str, str],
     user_data: str = "",
     root_volume_gib: int | None = None,
+    key_name: str = "",
 ) -> Instance:
     params: dict = {
         "ImageId": image_id,
@@ -215,6 +227,8 @@ def instance_run(
     }
     if user_data:
         params["UserData"] = user_data
+    if key_name:
+        params["KeyName"] = key_name
     if account.subnet_id:
         params["SubnetId"] = account.subnet_id
     if account.security_group_id:
@@ -225,9 +239,15 @@ def instance_run(
              "Ebs": {"VolumeSize": root_volume_gib, "VolumeType": "gp3",
                      "DeleteOnTermination": True}},
         ]
-    # Keyed by the client token, so a task re-queued for its turn comes back to the same slot.
-    response = _ec2_limited(account, "run_instances", bucket="run",
-                            holder=f"run:{client_token}", **params)
+    try:
+        # Keyed by the client token, so a task re-queued for its turn comes back to the same slot.
+        response = _ec2_limited(account, "run_instances", bucket="run",
+                                holder=f"run:{client_token}", **params)
+    except NetworkNotFound as error:
+        raise NetworkNotFound(
+            f"The network of cloud account {account.name!r} is not in AWS ({error}). "
+            "Fix its subnet and security group, or clear its VPC, subnet and security "
+            "group so Lens makes a network itself.") from error
     return Instance.from_api(response["Instances"][0])
 
 
@@ -344,6 +364,152 @@ def _batch_send(account: CloudAccount, chunk: list[str], *, operation: str, buck
                         result=result)
         return
     result.done.extend(chunk)
+
+
+# --- key pairs and network --------------------------------------------------
+
+
+def _call(account: CloudAccount, operation: str, **params) -> dict:
+    try:
+        return getattr(_client(account, "ec2"), operation)(**params)
+    except (ClientError, BotoCoreError) as exc:
+        raise _translate(exc) from exc
+
+
+def _error_code(exc: Exception) -> str:
+    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+
+
+def _tag_spec(resource: str, tags: dict[str, str]) -> list[dict]:
+    return [{"ResourceType": resource, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+
+
+def key_pair_ensure(account: CloudAccount, *, name: str, public_key: str,
+                    tags: dict[str, str]) -> None:
+    """Import a public key under `name` unless the account already has it.
+
+    Names are per person and per key, so "already there" means "this key";
+    a concurrent import of the same name is as good as our own.
+    """
+    ec2 = _client(account, "ec2")
+    try:
+        ec2.describe_key_pairs(KeyNames=[name])
+        return
+    except ClientError as exc:
+        if _error_code(exc) != "InvalidKeyPair.NotFound":
+            raise _translate(exc) from exc
+    except BotoCoreError as exc:
+        raise _translate(exc) from exc
+    try:
+        ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
+                            TagSpecifications=_tag_spec("key-pair", tags))
+    except ClientError as exc:
+        if _error_code(exc) != "InvalidKeyPair.Duplicate":
+            raise _translate(exc) from exc
+    except BotoCoreError as exc:
+        raise _translate(exc) from exc
+
+
+@dataclass(frozen=True)
+class NetworkFound:
+    """What of a Lens network (found by its tag) exists in AWS; empty strings for the rest."""
+
+    vpc_id: str = ""
+    gateway_id: str = ""
+    subnet_id: str = ""
+    security_group_id: str = ""
+
+
+def network_find(account: CloudAccount, *, network: str) -> NetworkFound:
+    """The VPC tagged lens:network=`network` and its tagged gateway, subnet and group."""
+    tag = [{"Name": f"tag:{TAG_NETWORK}", "Values": [network]}]
+    vpcs = sorted(v["VpcId"] for v in _call(account, "describe_vpcs", Filters=tag)["Vpcs"])
+    if not vpcs:
+        return NetworkFound()
+    vpc_id = vpcs[0]
+    in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}, *tag]
+    gateways = _call(account, "describe_internet_gateways",
+                     Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])
+    subnets = _call(account, "describe_subnets", Filters=in_vpc)["Subnets"]
+    groups = _call(account, "describe_security_groups", Filters=in_vpc)["SecurityGroups"]
+    return NetworkFound(
+        vpc_id=vpc_id,
+        gateway_id=min((g["InternetGatewayId"] for g in gateways["InternetGateways"]),
+                       default=""),
+        subnet_id=min((s["SubnetId"] for s in subnets), default=""),
+        security_group_id=min((g["GroupId"] for g in groups), default=""),
+    )
+
+
+def vpc_create(account: CloudAccount, *, cidr: str, tags: dict[str, str]) -> str:
+    """A VPC with DNS hostnames on, so instances get a public DNS name."""
+    vpc_id = _call(account, "create_vpc", CidrBlock=cidr,
+                   TagSpecifications=_tag_spec("vpc", tags))["Vpc"]["VpcId"]
+    _call(account, "modify_vpc_attribute", VpcId=vpc_id, EnableDnsSupport={"Value": True})
+    _call(account, "modify_vpc_attribute", VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    return vpc_id
+
+
+def internet_gateway_create(account: CloudAccount, *, vpc_id: str,
+                            tags: dict[str, str]) -> str:
+    """An internet gateway attached to the VPC, and the VPC's default route through it."""
+    gateway_id = _call(account, "create_internet_gateway",
+                       TagSpecifications=_tag_spec("internet-gateway", tags)
+                       )["InternetGateway"]["InternetGatewayId"]
+    _call(account, "attach_internet_gateway", InternetGatewayId=gateway_id, VpcId=vpc_id)
+    return gateway_id
+
+
+def default_route_ensure(account: CloudAccount, *, vpc_id: str, gateway_id: str) -> None:
+    """Route 0.0.0.0/0 of the VPC's main route table through the gateway."""
+    tables = _call(account, "describe_route_tables", Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    for table in tables:
+        if any(r.get("DestinationCidrBlock") == "0.0.0.0/0" for r in table.get("Routes", [])):
+            continue
+        try:
+            _client(account, "ec2").create_route(RouteTableId=table["RouteTableId"],
+                                                 DestinationCidrBlock="0.0.0.0/0",
+                                                 GatewayId=gateway_id)
+        except ClientError as exc:
+            if _error_code(exc) != "RouteAlreadyExists":
+                raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+
+
+def subnet_create(account: CloudAccount, *, vpc_id: str, cidr: str,
+                  tags: dict[str, str]) -> str:
+    """A public subnet: instances in it get a public address at launch."""
+    subnet_id = _call(account, "create_subnet", VpcId=vpc_id, CidrBlock=cidr,
+                      TagSpecifications=_tag_spec("subnet", tags))["Subnet"]["SubnetId"]
+    _call(account, "modify_subnet_attribute", SubnetId=subnet_id,
+          MapPublicIpOnLaunch={"Value": True})
+    return subnet_id
+
+
+def security_group_create(account: CloudAccount, *, vpc_id: str, name: str, description: str,
+                          tags: dict[str, str]) -> str:
+    return _call(account, "create_security_group", VpcId=vpc_id, GroupName=name,
+                 Description=description,
+                 TagSpecifications=_tag_spec("security-group", tags))["GroupId"]
+
+
+def security_group_open(account: CloudAccount, *, group_id: str, ports: list[int],
+                        cidr: str) -> None:
+    """Allow TCP `ports` from `cidr`; rules already there are fine."""
+    ec2 = _client(account, "ec2")
+    for port in ports:
+        try:
+            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
+                "IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+                "IpRanges": [{"CidrIp": cidr, "Description": "Lens workspace access"}]}])
+        except ClientError as exc:
+            if _error_code(exc) != "InvalidPermission.Duplicate":
+                raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
 
 
 # --- prices ------------------------------------------------------------------

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 
 from billing.services import price_map
 from courses.models import Membership
+from provisioning.connect import ConnectInfo, workspace_connect
 from provisioning.metering import member_money_get
 from provisioning.models import Workspace
 
@@ -20,12 +22,17 @@ class WorkspaceCard:
     def usd_per_day(self) -> Decimal | None:
         return None if self.usd_per_hour is None else self.usd_per_hour * 24
 
+    @cached_property
+    def connect(self) -> ConnectInfo:
+        """The card is its owner's own view, so the command is theirs."""
+        return workspace_connect(workspace=self.workspace, viewer_is_owner=True)
+
 
 def member_workspace_cards(*, membership_ids: list[int]) -> dict[int, list[WorkspaceCard]]:
     workspaces = list(
         Workspace.objects.visible_on_dashboard()
         .filter(owner_id__in=membership_ids)
-        .select_related("template", "owner__course")
+        .select_related("template", "owner__course", "owner__user__ssh_key")
         .order_by("-created_at")
     )
     prices = price_map(keys={(w.owner.course.region, w.instance_type) for w in workspaces})

@@ -69,3 +69,21 @@ def template_approval_forms(*, data=None, course=None, region: str = "us-east-1"
                 f.disabled = True
         forms_.append(form)
     return forms_
+
+
+class KeyUploadForm(forms.Form):
+    public_key = forms.CharField(
+        label="Public key", max_length=16_000, strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 70, "spellcheck": "false",
+                                     "placeholder": "ssh-ed25519 AAAAC3Nza… you@laptop"}),
+        help_text="The one line in your .pub file (cat ~/.ssh/id_ed25519.pub). "
+                  "ed25519, or RSA of 2048 bits or more.")
+
+    def clean_public_key(self):
+        from provisioning.keys import KeyRefused, public_key_parse
+
+        try:
+            public_key_parse(text=self.cleaned_data["public_key"])
+        except KeyRefused as refusal:
+            raise forms.ValidationError(refusal.message) from None
+        return self.cleaned_data["public_key"]

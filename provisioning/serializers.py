@@ -1,6 +1,8 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provisioning.approvals import TemplateApproval, approval_errors
+from provisioning.connect import workspace_connect
 from provisioning.models import Workspace, WorkspaceEvent, WorkspaceTemplate
 
 
@@ -35,12 +37,29 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ConnectSerializer(serializers.Serializer):
+    ready = serializers.BooleanField()
+    why_not = serializers.CharField()
+    ssh_command = serializers.CharField()
+    jupyter_url = serializers.CharField()
+    key_note = serializers.CharField()
+
+
 class WorkspaceDetailSerializer(WorkspaceSerializer):
     events = WorkspaceEventSerializer(many=True, read_only=True)
+    connect = serializers.SerializerMethodField()
 
     class Meta(WorkspaceSerializer.Meta):
-        fields = [*WorkspaceSerializer.Meta.fields, "events"]
+        fields = [*WorkspaceSerializer.Meta.fields, "key_name", "events", "connect"]
         read_only_fields = fields
+
+    @extend_schema_field(ConnectSerializer)
+    def get_connect(self, workspace) -> dict:
+        """The exact ssh command and Jupyter URL (placeholders until it runs)."""
+        request = self.context.get("request")
+        is_owner = request is not None and workspace.owner.user_id == request.user.pk
+        info = workspace_connect(workspace=workspace, viewer_is_owner=is_owner)
+        return ConnectSerializer(info).data
 
 
 class LaunchSerializer(serializers.Serializer):
@@ -72,3 +91,33 @@ class ApprovedTemplateSerializer(serializers.Serializer):
     @staticmethod
     def approvals(lines: list[dict]) -> list[TemplateApproval]:
         return [TemplateApproval(**line) for line in lines]
+
+
+class KeyPairSerializer(serializers.Serializer):
+    name = serializers.CharField(read_only=True)
+    key_type = serializers.CharField(read_only=True)
+    public_key = serializers.CharField(read_only=True)
+    fingerprint = serializers.CharField(read_only=True)
+    source = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class KeyUploadSerializer(serializers.Serializer):
+    public_key = serializers.CharField(max_length=16_000,
+                                       help_text="One OpenSSH public key line (ed25519 or RSA "
+                                                 "≥ 2048 bits).")
+
+    def validate_public_key(self, value: str) -> str:
+        from provisioning.keys import KeyRefused, public_key_parse
+
+        try:
+            public_key_parse(text=value)
+        except KeyRefused as refusal:
+            raise serializers.ValidationError(refusal.message) from None
+        return value
+
+
+class GeneratedKeySerializer(KeyPairSerializer):
+    private_key = serializers.CharField(read_only=True,
+                                        help_text="Shown this once; Lens keeps no copy.")
+    private_key_filename = serializers.CharField(read_only=True)

@@ -27,7 +27,7 @@ from billing.services import (
 )
 from courses.models import Membership
 from courses.policy import Action, membership_may
-from provisioning import aws
+from provisioning import aws, keys, network
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import ApprovedTemplate, CloudAccount, Workspace, WorkspaceEvent
 from provisioning.ratelimit import RateLimited
@@ -441,6 +441,7 @@ def workspace_provision(*, workspace_id: int) -> Workspace | None:
             return workspace_fail(workspace_id=workspace.pk,
                                   reason=f"Instance {workspace.instance_id} disappeared.")
         template = workspace.template
+        account = network.account_network_ensure(account=account, ports=template.port_list)
         instance = aws.instance_run(
             account,
             client_token=str(workspace.client_token),
@@ -448,6 +449,7 @@ def workspace_provision(*, workspace_id: int) -> Workspace | None:
             instance_type=workspace.instance_type,
             user_data=template.bootstrap,
             root_volume_gib=template.root_volume_gib,
+            key_name=keys.launch_key_name(account=account, workspace=workspace),
             tags={
                 "Name": f"lens-{workspace.pk}-{workspace.name}"[:255],
                 aws.TAG_WORKSPACE: str(workspace.pk),
@@ -459,7 +461,8 @@ def workspace_provision(*, workspace_id: int) -> Workspace | None:
     if workspace.state == State.REQUESTED:
         try:
             workspace_transition(workspace=workspace, to=State.PENDING,
-                                 reason="instance requested", instance_id=instance.id)
+                                 reason="instance requested", instance_id=instance.id,
+                                 key_name=instance.key_name)
         except StaleState:
             return _fresh(workspace_id)
     elif workspace.instance_id != instance.id:

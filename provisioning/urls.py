@@ -1,6 +1,6 @@
 from django.urls import path
 
-from provisioning import views
+from provisioning import key_views, views
 
 urlpatterns = [
     path("courses/<int:course_id>/launch/", views.launch, name="workspace-launch"),
@@ -9,4 +9,8 @@ urlpatterns = [
     path("workspaces/<int:workspace_id>/", views.detail, name="workspace-detail"),
     path("workspaces/<int:workspace_id>/stop/", views.stop, name="workspace-stop"),
     path("workspaces/<int:workspace_id>/start/", views.start, name="workspace-start"),
+    path("account/keys/", key_views.ssh_keys, name="ssh-keys"),
+    path("account/keys/upload/", key_views.ssh_key_upload, name="ssh-key-upload"),
+    path("account/keys/generate/", key_views.ssh_key_generate, name="ssh-key-generate"),
+    path("account/keys/delete/", key_views.ssh_key_delete, name="ssh-key-delete"),
 ]

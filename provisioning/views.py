@@ -13,6 +13,7 @@ from courses.services import membership_get_active
 from provisioning import services
 from provisioning.access import workspace_get_for
 from provisioning.cards import member_workspace_context
+from provisioning.connect import workspace_connect
 from provisioning.forms import EstimateForm
 
 
@@ -81,9 +82,11 @@ def detail(request, workspace_id: int):
     workspace = workspace_get_for(user=request.user, workspace_id=workspace_id,
                                   action=Action.VIEW_WORKSPACE)
     events = workspace.events.select_related("actor").order_by("at", "pk")
+    is_owner = workspace.owner.user_id == request.user.pk
     return render(request, "provisioning/workspace_detail.html",
                   {"workspace": workspace, "events": events,
-                   "course": workspace.owner.course})
+                   "course": workspace.owner.course, "is_owner": is_owner,
+                   "connect": workspace_connect(workspace=workspace, viewer_is_owner=is_owner)})
 
 
 @login_required

@@ -26,3 +26,14 @@ document.addEventListener("click", (e) => {
     setTimeout(() => { button.textContent = "Copy"; }, 2000);
   });
 });
+// Forms that ask first (replacing or removing an SSH key).
+document.addEventListener("submit", (e) => {
+  const question = e.target.dataset && e.target.dataset.confirm;
+  if (question && !window.confirm(question)) e.preventDefault();
+});
+// A form whose answer is a download (a new private key): the page stays, so come back
+// to it shortly to show what changed. Not for a submit the confirm above cancelled.
+document.addEventListener("submit", (e) => {
+  const next = e.target.dataset && e.target.dataset.afterDownload;
+  if (next && !e.defaultPrevented) setTimeout(() => { window.location.href = next; }, 1500);
+});
