@@ -26,7 +26,7 @@ from billing.services import (
 )
 from courses.models import Membership
 from courses.policy import Action, membership_may
-from provisioning import aws
+from provisioning import agent, aws
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import ApprovedTemplate, CloudAccount, Workspace, WorkspaceEvent
 from provisioning.states import State, is_allowed
@@ -383,12 +383,15 @@ def workspace_provision(*, workspace_id: int) -> Workspace | None:
             return workspace_fail(workspace_id=workspace.pk,
                                   reason=f"Instance {workspace.instance_id} disappeared.")
         template = workspace.template
+        # A fresh agent token for the machine about to exist; only its hash is kept.
+        token = agent.agent_token_issue(workspace=workspace)
         instance = aws.instance_run(
             account,
             client_token=str(workspace.client_token),
             image_id=aws.image_resolve(account, template.image),
             instance_type=workspace.instance_type,
-            user_data=template.bootstrap,
+            user_data=agent.user_data_build(bootstrap=template.bootstrap,
+                                            workspace_id=workspace.pk, token=token),
             root_volume_gib=template.root_volume_gib,
             tags={
                 "Name": f"lens-{workspace.pk}-{workspace.name}"[:255],

@@ -1,6 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from provisioning import views
+from provisioning.api import HeartbeatView
 
 urlpatterns = [
     path("courses/<int:course_id>/launch/", views.launch, name="workspace-launch"),
@@ -9,4 +10,7 @@ urlpatterns = [
     path("workspaces/<int:workspace_id>/", views.detail, name="workspace-detail"),
     path("workspaces/<int:workspace_id>/stop/", views.stop, name="workspace-stop"),
     path("workspaces/<int:workspace_id>/start/", views.start, name="workspace-start"),
+    # The activity agent posts here (with or without the trailing slash).
+    re_path(r"^api/workspaces/(?P<workspace_id>\d+)/heartbeat/?$", HeartbeatView.as_view(),
+            name="workspace-heartbeat"),
 ]
