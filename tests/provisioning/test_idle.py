@@ -459,3 +459,31 @@ def test_the_beat_schedule_runs_the_idle_sweep_every_minute():
     entry = celery_app.conf.beat_schedule["idle-sweep"]
 
     assert entry["task"] == "provisioning.tasks.idle_sweep_task" and entry["schedule"] == 60.0
+
+
+def test_the_demo_quick_lab_warns_on_its_card_then_stops_for_idle_within_minutes(
+        db, client, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    from courses.models import Membership
+
+    call_command("demo_seed")
+    emily = Membership.objects.get(email="emily.chen@demo.lens.edu")
+    with django_capture_on_commit_callbacks(execute=True):
+        workspace = services.workspace_launch(membership=emily, template_slug="quick-lab",
+                                              name="lab", actor=emily.user)
+    workspace.refresh_from_db()
+    started = workspace.state_changed_at
+    client.login(username="emily.chen", password="lens-demo")
+    assert "Stops after 3 min idle" in client.get(reverse("home")).content.decode()
+
+    warned = sweep(django_capture_on_commit_callbacks, now=started + timedelta(minutes=2))
+    html = client.get(reverse("home")).content.decode()
+    stopped = sweep(django_capture_on_commit_callbacks, now=started + timedelta(minutes=3))
+
+    workspace.refresh_from_db()
+    assert warned.warned == [workspace.pk] and "Lens will stop this workspace at" in html
+    assert stopped.stopped == [workspace.pk]
+    assert workspace.stop_reason == Workspace.StopReason.IDLE
+    html = client.get(reverse("home")).content.decode()
+    assert "Stopped: idle for too long." in html
