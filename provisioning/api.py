@@ -2,7 +2,7 @@
 
 from django.http import Http404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotAuthenticated
@@ -106,6 +106,7 @@ class HeartbeatView(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(request=HeartbeatSerializer,
+                   parameters=[OpenApiParameter("workspace_id", int, OpenApiParameter.PATH)],
                    responses={200: OpenApiResponse(description="Recorded or ignored (too soon)"),
                               403: OpenApiResponse(description="Wrong token"),
                               409: OpenApiResponse(description="Workspace not running")},
