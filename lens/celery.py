@@ -33,6 +33,11 @@ app.conf.beat_schedule = {
         "task": "courses.tasks.approvals_expire_task",
         "schedule": 60.0,
     },
+    # Idle auto-stop: warn, then stop machines quiet for their policy's window.
+    "idle-sweep": {
+        "task": "provisioning.tasks.idle_sweep_task",
+        "schedule": 60.0,
+    },
     "workspaces-settle-sweep": {
         "task": "provisioning.tasks.workspaces_settle_sweep",
         "schedule": 60.0,

@@ -358,6 +358,8 @@ DEMO_BANNER = """
     head TA   alex.thompson@demo.lens.edu
     TA        priya.sharma@demo.lens.edu
     admin     admin@demo.lens.edu            (Django admin at {url}admin/)
+  The "Quick lab" template stops after 3 minutes idle: launch one to watch the
+  idle warning on its card, then the stop (reason: idle).
   The demo holds 3 minutes of a machine's price at launch (LENS_HOLD_HOURS=0.05;
   production default: 1 hour).
 

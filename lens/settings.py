@@ -166,6 +166,27 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"LENS_ACCESS_CIDR={LENS_ACCESS_CIDR!r} is not an IPv4 network "
                                f"such as 203.0.113.0/24 ({exc}).") from None
 
+# --- Idle auto-stop ---------------------------------------------------------
+# The address workspaces reach Lens at (the activity agent posts heartbeats there).
+LENS_PUBLIC_URL = env_str("LENS_PUBLIC_URL", SITE_URL).rstrip("/")
+# Below these a machine counts as idle: average CPU per period, and network
+# bytes (in + out) per minute.
+LENS_IDLE_CPU_PERCENT = env_decimal("LENS_IDLE_CPU_PERCENT", "5")
+LENS_IDLE_NETWORK_BYTES_PER_MINUTE = env_int("LENS_IDLE_NETWORK_BYTES_PER_MINUTE", 100_000)
+# Average CPU at or above this before going idle makes a "your job looks finished" notice.
+LENS_IDLE_BUSY_CPU_PERCENT = env_decimal("LENS_IDLE_BUSY_CPU_PERCENT", "50")
+# The warning goes out this long before the stop (at most a quarter of the idle window,
+# at least one sweep).
+LENS_IDLE_WARNING_MINUTES = env_int("LENS_IDLE_WARNING_MINUTES", 15)
+# The "job looks finished" notice after this long quiet (at most a quarter of the window).
+LENS_IDLE_FINISHED_MINUTES = env_int("LENS_IDLE_FINISHED_MINUTES", 10)
+# CloudWatch period: 300 s matches EC2 basic monitoring; 60 s with detailed monitoring.
+LENS_IDLE_METRIC_PERIOD_SECONDS = env_int("LENS_IDLE_METRIC_PERIOD_SECONDS", 300)
+# Heartbeats closer together than this are ignored.
+LENS_HEARTBEAT_MIN_SECONDS = env_int("LENS_HEARTBEAT_MIN_SECONDS", 30)
+# How often the agent reports.
+LENS_AGENT_INTERVAL_SECONDS = env_int("LENS_AGENT_INTERVAL_SECONDS", 60)
+
 # --- Money -------------------------------------------------------------------
 # A launch or start sets aside this many hours at the machine's price.
 LENS_HOLD_HOURS = env_decimal("LENS_HOLD_HOURS", "1")

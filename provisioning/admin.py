@@ -46,7 +46,9 @@ class WorkspaceAdmin(admin.ModelAdmin):
     list_filter = ["state", "owner__course"]
     search_fields = ["name", "instance_id", "owner__email"]
     readonly_fields = ["state", "state_changed_at", "instance_id", "client_token", "public_ip",
-                       "private_ip", "public_dns", "failure_reason", "stop_reason"]
+                       "private_ip", "public_dns", "failure_reason", "stop_reason",
+                       "last_activity_at", "last_heartbeat_at", "last_heartbeat",
+                       "idle_warned_at", "idle_stop_at", "job_finished_at"]
     inlines = [WorkspaceEventInline]
 
 

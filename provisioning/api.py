@@ -1,18 +1,21 @@
 """REST API for workspaces. Thin: access in provisioning.access, work in services."""
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from courses.policy import Action
 from courses.services import membership_get_active
-from provisioning import services
+from provisioning import agent, services
 from provisioning.access import workspace_get_for, workspaces_visible_to
 from provisioning.serializers import (
+    HeartbeatSerializer,
     LaunchSerializer,
     TemplateOfferSerializer,
     WorkspaceDetailSerializer,
@@ -93,3 +96,32 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._operate(request, pk, services.workspace_start)
+
+
+class HeartbeatView(APIView):
+    """The activity agent's report. The workspace's agent token is the only credential:
+    no session, so no CSRF; refused tokens are 403 whether or not the workspace exists."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=HeartbeatSerializer,
+                   parameters=[OpenApiParameter("workspace_id", int, OpenApiParameter.PATH)],
+                   responses={200: OpenApiResponse(description="Recorded or ignored (too soon)"),
+                              403: OpenApiResponse(description="Wrong token"),
+                              409: OpenApiResponse(description="Workspace not running")},
+                   summary="Activity heartbeat from a workspace's agent")
+    def post(self, request, workspace_id: int):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("Send the workspace's agent token as 'Authorization: Bearer …'.")
+        form = HeartbeatSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        report = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                  for k, v in form.validated_data.items()}
+        try:
+            beat = agent.heartbeat_record(workspace_id=int(workspace_id), token=token.strip(),
+                                          report=report, now=timezone.now())
+        except agent.AgentRefused as refusal:
+            raise Refused(refusal.message, status_code=refusal.status, field=None) from refusal
+        return Response({"recorded": beat.recorded, "active": beat.active})

@@ -666,3 +666,83 @@ def spot_prices_latest(account: CloudAccount, *, instance_types: list[str]) -> d
     for (instance_type, _zone), (_at, price) in latest.items():
         prices[instance_type] = max(price, prices.get(instance_type, price))
     return prices
+
+
+# --- CloudWatch metrics (idle detection) --------------------------------------
+
+METRIC_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
+# CPUUtilization (Average), NetworkIn (Sum), NetworkOut (Sum) for each instance.
+_INSTANCE_METRICS = (("c", "CPUUtilization", "Average"), ("i", "NetworkIn", "Sum"),
+                     ("o", "NetworkOut", "Sum"))
+INSTANCES_PER_METRICS_CALL = METRIC_QUERIES_PER_CALL // len(_INSTANCE_METRICS)
+
+
+@dataclass
+class InstanceMetrics:
+    """One instance's datapoints, each stamped with the start of its period."""
+
+    cpu: dict[datetime, float]  # average CPU % per period
+    network: dict[datetime, float]  # bytes in + out per period
+
+    @property
+    def cpu_max(self) -> float | None:
+        return max(self.cpu.values()) if self.cpu else None
+
+    @property
+    def cpu_avg(self) -> float | None:
+        return sum(self.cpu.values()) / len(self.cpu) if self.cpu else None
+
+    @property
+    def network_bytes(self) -> float:
+        return sum(self.network.values())
+
+
+@dataclass
+class Metrics:
+    instances: dict[str, InstanceMetrics]
+    calls: int  # GetMetricData requests made, pages included
+
+
+def metrics_fetch(account: CloudAccount, *, instance_ids: list[str], start: datetime,
+                  end: datetime, period: int) -> Metrics:
+    """CPU and network datapoints of many instances, in as few requests as AWS allows.
+
+    Three queries per instance, so 166 instances per GetMetricData call (the
+    limit is 500 queries); NextToken pages are followed. An instance with no
+    datapoints comes back with empty series.
+    """
+    instance_ids = list(dict.fromkeys(instance_ids))
+    found = {iid: InstanceMetrics(cpu={}, network={}) for iid in instance_ids}
+    calls = 0
+    client = _client(account, "cloudwatch") if instance_ids else None
+    for first in range(0, len(instance_ids), INSTANCES_PER_METRICS_CALL):
+        batch = instance_ids[first:first + INSTANCES_PER_METRICS_CALL]
+        queries = [
+            {"Id": f"{prefix}{n}", "ReturnData": True,
+             "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": name,
+                                       "Dimensions": [{"Name": "InstanceId", "Value": iid}]},
+                            "Period": period, "Stat": stat}}
+            for n, iid in enumerate(batch) for prefix, name, stat in _INSTANCE_METRICS
+        ]
+        params: dict = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end,
+                        "ScanBy": "TimestampAscending"}
+        while True:
+            try:
+                response = client.get_metric_data(**params)
+            except (ClientError, BotoCoreError) as exc:
+                raise _translate(exc) from exc
+            calls += 1
+            for result in response.get("MetricDataResults", []):
+                prefix, n = result["Id"][0], int(result["Id"][1:])
+                series = found[batch[n]]
+                for at, value in zip(result.get("Timestamps", []), result.get("Values", []),
+                                     strict=False):
+                    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+                    if prefix == "c":
+                        series.cpu[at] = float(value)
+                    else:
+                        series.network[at] = series.network.get(at, 0.0) + float(value)
+            if not response.get("NextToken"):
+                break
+            params["NextToken"] = response["NextToken"]
+    return Metrics(instances=found, calls=calls)

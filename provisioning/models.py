@@ -151,6 +151,15 @@ class Workspace(models.Model):
     last_session_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True,
                                             blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)
+    # The activity agent: its token is only ever kept hashed (sha256 hex).
+    agent_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat = models.JSONField(default=dict, blank=True)
+    # Idle auto-stop: the warning sent (and the stop time it promised), and the
+    # "your job looks finished" notice. Each counts for one idle stretch only.
+    idle_warned_at = models.DateTimeField(null=True, blank=True)
+    idle_stop_at = models.DateTimeField(null=True, blank=True)
+    job_finished_at = models.DateTimeField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -192,6 +201,34 @@ class Workspace(models.Model):
         length = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
         cost = self.last_session_cost
         return f"{length}, ${cost:.2f}" if cost >= 1 else f"{length}, ${cost:.4f}"
+
+    @property
+    def idle_stop_minutes(self) -> int | None:
+        """The idle policy that applies: the template's, else the course's, else none."""
+        if self.template.idle_stop_minutes:
+            return self.template.idle_stop_minutes
+        return self.owner.course.idle_stop_minutes or None
+
+    @property
+    def idle_policy_text(self) -> str:
+        minutes = self.idle_stop_minutes
+        if not minutes:
+            return ""
+        hours, rest = divmod(minutes, 60)
+        length = " ".join(filter(None, [f"{hours} h" if hours else "",
+                                        f"{rest} min" if rest else ""]))
+        return f"Stops after {length} idle"
+
+    @property
+    def idle_warning_active(self) -> bool:
+        """A warning from this run, still standing (the sweep clears it on activity)."""
+        return (self.state == State.RUNNING and self.idle_warned_at is not None
+                and self.idle_stop_at is not None and self.idle_warned_at >= self.state_changed_at)
+
+    @property
+    def job_finished_active(self) -> bool:
+        return (self.state == State.RUNNING and self.job_finished_at is not None
+                and self.job_finished_at >= self.state_changed_at)
 
     @property
     def can_stop(self) -> bool:

@@ -121,3 +121,16 @@ class GeneratedKeySerializer(KeyPairSerializer):
     private_key = serializers.CharField(read_only=True,
                                         help_text="Shown this once; Lens keeps no copy.")
     private_key_filename = serializers.CharField(read_only=True)
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    """What the activity agent on a workspace reports each minute."""
+
+    jupyter_kernels_busy = serializers.IntegerField(min_value=0, default=0)
+    jupyter_active = serializers.BooleanField(
+        default=False, help_text="A kernel ran something in the last ten minutes.")
+    jupyter_servers = serializers.IntegerField(min_value=0, default=0)
+    ssh_sessions = serializers.IntegerField(
+        min_value=0, default=0, help_text="Terminals typed into in the last ten minutes.")
+    ssh_connections = serializers.IntegerField(min_value=0, default=0)
+    at = serializers.DateTimeField(required=False, help_text="The agent's clock, for display.")

@@ -27,7 +27,7 @@ from billing.services import (
 )
 from courses.models import Membership
 from courses.policy import Action, membership_may
-from provisioning import aws, keys, network
+from provisioning import agent, aws, keys, network
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import ApprovedTemplate, CloudAccount, Workspace, WorkspaceEvent
 from provisioning.ratelimit import RateLimited
@@ -442,12 +442,15 @@ def workspace_provision(*, workspace_id: int) -> Workspace | None:
                                   reason=f"Instance {workspace.instance_id} disappeared.")
         template = workspace.template
         account = network.account_network_ensure(account=account, ports=template.port_list)
+        # A fresh agent token for the machine about to exist; only its hash is kept.
+        token = agent.agent_token_issue(workspace=workspace)
         instance = aws.instance_run(
             account,
             client_token=str(workspace.client_token),
             image_id=aws.image_resolve(account, template.image),
             instance_type=workspace.instance_type,
-            user_data=template.bootstrap,
+            user_data=agent.user_data_build(bootstrap=template.bootstrap,
+                                            workspace_id=workspace.pk, token=token),
             root_volume_gib=template.root_volume_gib,
             key_name=keys.launch_key_name(account=account, workspace=workspace),
             tags={

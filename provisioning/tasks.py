@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from provisioning import aws, enforcement, metering, ratelimit, services
+from provisioning import aws, enforcement, idle, metering, ratelimit, services
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import BudgetWatch, Workspace
 from provisioning.states import SETTLING_STATES
@@ -183,3 +183,15 @@ def billing_sweep_task() -> int:
         broadcast_member_workspaces(membership_id=membership_id)  # the budget bar moves
     enforcement.alerts_sweep(membership_ids={w.owner_id for w in metered} - set(members))
     return len(members)
+
+
+# --- idle auto-stop ------------------------------------------------------------
+
+
+@shared_task
+def idle_sweep_task(account_id: int | None = None) -> dict:
+    """Every minute: warn about, and stop, machines nobody is using."""
+    summary = idle.idle_sweep(account_id=account_id)
+    return {"checked": summary.checked, "warned": len(summary.warned),
+            "finished": len(summary.finished), "stopped": len(summary.stopped),
+            "aws_calls": summary.aws_calls}

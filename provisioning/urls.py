@@ -1,6 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from provisioning import key_views, views
+from provisioning.api import HeartbeatView
 
 urlpatterns = [
     path("courses/<int:course_id>/launch/", views.launch, name="workspace-launch"),
@@ -13,4 +14,7 @@ urlpatterns = [
     path("account/keys/upload/", key_views.ssh_key_upload, name="ssh-key-upload"),
     path("account/keys/generate/", key_views.ssh_key_generate, name="ssh-key-generate"),
     path("account/keys/delete/", key_views.ssh_key_delete, name="ssh-key-delete"),
+    # The activity agent posts here (with or without the trailing slash).
+    re_path(r"^api/workspaces/(?P<workspace_id>\d+)/heartbeat/?$", HeartbeatView.as_view(),
+            name="workspace-heartbeat"),
 ]

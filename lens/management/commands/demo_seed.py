@@ -49,7 +49,15 @@ TEMPLATES = [
     ("gpu-ml-workstation", "GPU ML workstation", "g4dn.xlarge",
      "NVIDIA T4, CUDA and PyTorch for deep learning research.", True, True,
      "final project only; request access first"),
+    ("quick-lab", "Quick lab", "t3.small",
+     "A small machine for in-class exercises. It stops after 3 minutes without activity, "
+     "so the demo shows idle auto-stop: launch it and watch the warning, then the stop.",
+     True, False, ""),
 ]
+# Idle auto-stop per template, in minutes: an hour for GPUs, the class's four hours
+# otherwise, and three for the quick lab so the demo shows a machine stopping when idle.
+# (The fake AWS reports no CloudWatch datapoints, which Lens reads as no activity.)
+IDLE_MINUTES = {"g4dn.xlarge": 60, "quick-lab": 3}
 
 
 class Command(BaseCommand):
@@ -105,7 +113,8 @@ class Command(BaseCommand):
         for slug, name, itype, description, approved, needs, note in TEMPLATES:
             template, _ = WorkspaceTemplate.objects.update_or_create(slug=slug, defaults={
                 "name": name, "instance_type": itype, "description": description,
-                "image": AL2023, "idle_stop_minutes": 60 if itype.startswith("g") else 240})
+                "image": AL2023,
+                "idle_stop_minutes": IDLE_MINUTES.get(slug, IDLE_MINUTES.get(itype, 240))})
             if approved:
                 ApprovedTemplate.objects.update_or_create(
                     course=course, template=template,

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('provisioning', '0004_stop_reason_revoked'),
+        ('provisioning', '0005_idle_agent'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
