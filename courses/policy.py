@@ -28,6 +28,7 @@ class Action(StrEnum):
     VIEW_ROSTER = "view_roster"  # who is in the course, in which role and section
     MANAGE_ROSTER = "manage_roster"  # add, import, invite, revoke; sections
     MANAGE_WORKSHOP_CODE = "manage_workshop_code"  # see and regenerate a workshop's code
+    VIEW_SLOTS = "view_slots"  # who holds a capacity pool's slots and who waits for one
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -51,6 +52,9 @@ _COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.LINK_LMS, Action.SYNC_LMS_ROSTER}
 _COURSE_ACTIONS[Role.HEAD_TA] |= {Action.SYNC_LMS_ROSTER}
 # Workshops: the access code admits anyone, so only the instructor sees or changes it.
 _COURSE_ACTIONS[Role.INSTRUCTOR] |= {Action.MANAGE_WORKSHOP_CODE}
+# Capacity pools (GPU slots): all staff see who holds them and who waits.
+for _role in (Role.INSTRUCTOR, Role.HEAD_TA, Role.TA):
+    _COURSE_ACTIONS[_role] |= {Action.VIEW_SLOTS}
 
 
 def membership_may(*, actor: Membership | None, action: Action,

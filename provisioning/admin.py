@@ -3,6 +3,7 @@ from django.contrib import admin
 from provisioning.models import (
     ApprovedTemplate,
     CloudAccount,
+    LaunchQueueEntry,
     Workspace,
     WorkspaceEvent,
     WorkspaceTemplate,
@@ -52,3 +53,18 @@ class WorkspaceAdmin(admin.ModelAdmin):
 class WorkspaceEventAdmin(admin.ModelAdmin):
     list_display = ["workspace", "from_state", "to_state", "at", "actor", "reason"]
     list_filter = ["to_state"]
+
+
+@admin.register(LaunchQueueEntry)
+class LaunchQueueEntryAdmin(admin.ModelAdmin):
+    """Read-only: the line moves through provisioning.slots (admit, leave, skip)."""
+
+    list_display = ["workspace", "membership", "course", "template", "status", "created_at",
+                    "admitted_at", "reason"]
+    list_filter = ["status", "course", "template"]
+    search_fields = ["membership__email", "workspace__name"]
+    readonly_fields = ["course", "template", "membership", "workspace", "status", "created_at",
+                       "admitted_at", "closed_at", "reason"]
+
+    def has_add_permission(self, request):
+        return False

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from courses.policy import Action
 from courses.services import membership_get_active
-from provisioning import services
+from provisioning import services, slots
 from provisioning.access import workspace_get_for, workspaces_visible_to
 from provisioning.serializers import (
     LaunchSerializer,
@@ -93,3 +93,9 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._operate(request, pk, services.workspace_start)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Take a queued workspace out of its slot queue")
+    @action(detail=True, methods=["post"], url_path="leave-queue")
+    def leave_queue(self, request, pk=None):
+        return self._operate(request, pk, slots.queue_leave)

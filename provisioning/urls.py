@@ -9,4 +9,7 @@ urlpatterns = [
     path("workspaces/<int:workspace_id>/", views.detail, name="workspace-detail"),
     path("workspaces/<int:workspace_id>/stop/", views.stop, name="workspace-stop"),
     path("workspaces/<int:workspace_id>/start/", views.start, name="workspace-start"),
+    path("workspaces/<int:workspace_id>/leave-queue/", views.leave_queue,
+         name="workspace-leave-queue"),
+    path("courses/<int:course_id>/slots/", views.slots_page, name="course-slots"),
 ]
