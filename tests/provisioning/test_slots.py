@@ -421,3 +421,37 @@ def test_the_owner_leaves_the_queue_through_the_api(client, run_commits, pool, m
 
     assert response.status_code == 202
     assert states(queued) == [State.ARCHIVED]
+
+
+# --- live position ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_people_behind_hear_their_new_place_live_when_someone_ahead_leaves(client, prices):
+    from asgiref.sync import async_to_sync
+    from channels.db import database_sync_to_async
+
+    from tests.provisioning.test_consumers import communicator, session_cookie
+
+    course = CourseFactory(code="CS229")
+    gpu = TemplateFactory(slug="gpu-lab", name="GPU lab", instance_type="g4dn.xlarge")
+    ApprovedTemplateFactory(course=course, template=gpu, capacity=1)
+    _holding(MembershipFactory(course=course), gpu, "resnet")
+    ahead = _waiting(MembershipFactory(course=course), gpu, "bert").workspace
+    carol = MembershipFactory(course=course, user__username="carol")
+    behind = _waiting(carol, gpu, "gan").workspace
+    cookie = session_cookie(client, carol)
+
+    async def listen():
+        comm = communicator(f"/ws/members/{carol.pk}/", cookie)
+        connected, _ = await comm.connect()
+        assert connected
+        await database_sync_to_async(slots.queue_leave)(workspace=ahead, actor=None)
+        message = await comm.receive_from(timeout=5)
+        await comm.disconnect()
+        return message
+
+    message = async_to_sync(listen)()
+
+    assert f'id="queue-{behind.pk}"' in message and 'hx-swap-oob="true"' in message
+    assert "you are 1st in line (1 slot, all in use)" in message
