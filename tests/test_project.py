@@ -32,11 +32,11 @@ def test_demo_data_can_be_loaded_twice_without_duplicates(db):
 
     assert [Course.objects.count(), Membership.objects.count(),
             WorkspaceTemplate.objects.count(), ApprovedTemplate.objects.count(),
-            InstancePrice.objects.count()] == counts == [1, 6, 3, 2, 102]
+            InstancePrice.objects.count()] == counts == [1, 6, 4, 3, 102]
     roles = sorted(Membership.objects.values_list("role", flat=True))
     assert roles == ["head_ta", "instructor", "student", "student", "student", "ta"]
     approved = set(ApprovedTemplate.objects.values_list("template__slug", flat=True))
-    assert approved == {"ml-cpu-student", "ml-final-project"}
+    assert approved == {"ml-cpu-student", "ml-final-project", "gpu-lab"}
     price = InstancePrice.objects.get(instance_type="p3.2xlarge", region="us-east-1")
     assert str(price.usd_per_hour) == "3.060000" and "aws.amazon.com" in price.source
 

@@ -455,3 +455,26 @@ def test_people_behind_hear_their_new_place_live_when_someone_ahead_leaves(clien
 
     assert f'id="queue-{behind.pk}"' in message and 'hx-swap-oob="true"' in message
     assert "you are 1st in line (1 slot, all in use)" in message
+
+
+# --- the demo -----------------------------------------------------------------------
+
+
+def test_the_demo_seeds_a_one_slot_gpu_lab_that_david_holds_so_emily_queues(
+        db, run_commits, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("demo_seed")
+        call_command("demo_seed")
+
+    held = Workspace.objects.get(template__slug="gpu-lab")
+    assert held.owner.email == "david.kim@demo.lens.edu" and held.state == State.RUNNING
+    emily = Membership.objects.get(email="emily.chen@demo.lens.edu")
+    hers = run_commits(services.workspace_launch, membership=emily, template_slug="gpu-lab",
+                       name="lab3", actor=emily.user)
+    assert hers.state == State.QUEUED
+
+    stop(run_commits, held)
+
+    assert states(hers) == [State.RUNNING]
