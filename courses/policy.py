@@ -35,6 +35,7 @@ class Action(StrEnum):
     REQUEST_APPROVAL = "request_approval"  # ask for a template or more budget, for oneself
     VIEW_APPROVALS = "view_approvals"  # the course's requests and their decisions
     DECIDE_APPROVAL = "decide_approval"  # approve or deny another member's request
+    VIEW_SLOTS = "view_slots"  # who holds a capacity pool's slots and who waits for one
 
 
 # Course-wide powers over other members' workspaces, by role.
@@ -75,6 +76,9 @@ def _may_decide(actor: Membership, owner: Membership | None) -> bool:
     if actor.role == Role.INSTRUCTOR:
         return True
     return actor.role == Role.HEAD_TA and actor.course.head_ta_may_approve
+# Capacity pools (GPU slots): all staff see who holds them and who waits.
+for _role in (Role.INSTRUCTOR, Role.HEAD_TA, Role.TA):
+    _COURSE_ACTIONS[_role] |= {Action.VIEW_SLOTS}
 
 
 def membership_may(*, actor: Membership | None, action: Action,

@@ -42,4 +42,9 @@ app.conf.beat_schedule = {
         "task": "provisioning.tasks.workspaces_settle_sweep",
         "schedule": 60.0,
     },
+    # Capacity pools (GPU slots) with people in line: admit anyone a slot is free for.
+    "slots-admit-sweep": {
+        "task": "provisioning.tasks.slots_admit_sweep",
+        "schedule": 60.0,
+    },
 }

@@ -362,6 +362,9 @@ DEMO_BANNER = """
   idle warning on its card, then the stop (reason: idle).
   The demo holds 3 minutes of a machine's price at launch (LENS_HOLD_HOURS=0.05;
   production default: 1 hour).
+  GPU slots: CS229's gpu-lab has one slot, held by david.kim's running cnn-training.
+  Launch gpu-lab as emily.chen to wait in line, then stop David's workspace (as
+  David, or see the line at Course page → Slots as staff) and watch hers start.
 
   API docs: {url}api/docs/      Press Ctrl-C to stop everything.
 """

@@ -4,6 +4,7 @@ from provisioning.models import (
     ApprovedTemplate,
     CloudAccount,
     KeyPair,
+    LaunchQueueEntry,
     Workspace,
     WorkspaceEvent,
     WorkspaceTemplate,
@@ -66,6 +67,18 @@ class KeyPairAdmin(admin.ModelAdmin):
     search_fields = ["user__email", "fingerprint"]
     readonly_fields = ["user", "name", "key_type", "public_key", "fingerprint", "source",
                        "created_at"]
+
+
+@admin.register(LaunchQueueEntry)
+class LaunchQueueEntryAdmin(admin.ModelAdmin):
+    """Read-only: the line moves through provisioning.slots (admit, leave, skip)."""
+
+    list_display = ["workspace", "membership", "course", "template", "status", "created_at",
+                    "admitted_at", "reason"]
+    list_filter = ["status", "course", "template"]
+    search_fields = ["membership__email", "workspace__name"]
+    readonly_fields = ["course", "template", "membership", "workspace", "status", "created_at",
+                       "admitted_at", "closed_at", "reason"]
 
     def has_add_permission(self, request):
         return False

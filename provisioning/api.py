@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from courses.policy import Action
 from courses.services import membership_get_active
-from provisioning import agent, services
+from provisioning import agent, services, slots
 from provisioning.access import workspace_get_for, workspaces_visible_to
 from provisioning.serializers import (
     HeartbeatSerializer,
@@ -97,6 +97,11 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
     def start(self, request, pk=None):
         return self._operate(request, pk, services.workspace_start)
 
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Take a queued workspace out of its slot queue")
+    @action(detail=True, methods=["post"], url_path="leave-queue")
+    def leave_queue(self, request, pk=None):
+        return self._operate(request, pk, slots.queue_leave)
 
 class HeartbeatView(APIView):
     """The activity agent's report. The workspace's agent token is the only credential:

@@ -60,3 +60,21 @@ def broadcast_course_member(*, membership_id: int) -> None:
         )
     except Exception:  # a lost live update must never undo or fail the change itself
         log.exception("broadcast of member %s to their course failed", membership_id)
+
+
+def broadcast_queue_positions(*, course_id: int, template_id: int) -> None:
+    """Tell everyone waiting in a capacity pool their place in line: a small fragment per
+    queued card, from one pass over the pool (three queries however long the line)."""
+    from provisioning.slots import queue_statuses
+
+    try:
+        statuses = queue_statuses(pools=[(course_id, template_id)])
+        send = async_to_sync(get_channel_layer().group_send)
+        for workspace_id, (membership_id, status) in statuses.items():
+            html = render_to_string("provisioning/_queue_status.html",
+                                    {"workspace_id": workspace_id, "status": status,
+                                     "queue_oob": True})
+            send(member_group(membership_id), {"type": "workspaces.update", "html": html})
+    except Exception:  # a lost live update must never undo or fail the change itself
+        log.exception("queue positions for course %s template %s failed", course_id,
+                      template_id)

@@ -11,6 +11,7 @@ from courses.models import Membership
 from provisioning.connect import ConnectInfo, workspace_connect
 from provisioning.metering import member_money_get
 from provisioning.models import Workspace
+from provisioning.slots import queue_status_attach
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ def member_workspace_cards(*, membership_ids: list[int]) -> dict[int, list[Works
         .select_related("template", "owner__course", "owner__user__ssh_key")
         .order_by("-created_at")
     )
+    queue_status_attach(workspaces)  # queued cards show their place in line
     prices = price_map(keys={(w.owner.course.region, w.instance_type) for w in workspaces})
     cards: dict[int, list[WorkspaceCard]] = {mid: [] for mid in membership_ids}
     for w in workspaces:

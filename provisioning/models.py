@@ -317,3 +317,45 @@ class KeyPair(models.Model):
             return "~/.ssh/lens_ed25519"
         return {"ssh-ed25519": "~/.ssh/id_ed25519", "ssh-rsa": "~/.ssh/id_rsa"}.get(
             self.key_type, "~/.ssh/id_ed25519")
+
+
+class LaunchQueueEntry(models.Model):
+    """A place in line for a course's capacity-limited template (a GPU pool).
+
+    The workspace waits in state `queued` while its entry is `waiting`; the
+    line is ordered by (created_at, id). Entries are kept after they leave the
+    line, so staff can see who was admitted or skipped and why.
+    """
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        ADMITTED = "admitted", "Admitted"
+        CANCELLED = "cancelled", "Left the queue"
+        SKIPPED = "skipped", "Skipped"
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="launch_queue")
+    template = models.ForeignKey(WorkspaceTemplate, on_delete=models.PROTECT, related_name="+")
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE,
+                                   related_name="launch_queue_entries")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE,
+                                  related_name="queue_entries")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.WAITING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="When it left the line (admitted, left, skipped).")
+    reason = models.CharField(max_length=500, blank=True,
+                              help_text="Why it was skipped or left the line.")
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        verbose_name_plural = "launch queue entries"
+        indexes = [models.Index(fields=["course", "template", "status", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace"],
+                                    condition=models.Q(status="waiting"),
+                                    name="one_waiting_entry_per_workspace"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} in line for {self.template_id} ({self.status})"

@@ -27,11 +27,11 @@ from billing.services import (
 )
 from courses.models import Membership
 from courses.policy import Action, membership_may
-from provisioning import agent, aws, keys, network
+from provisioning import agent, aws, keys, network, slots
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import ApprovedTemplate, CloudAccount, Workspace, WorkspaceEvent
 from provisioning.ratelimit import RateLimited
-from provisioning.states import State, is_allowed
+from provisioning.states import ACTIVE_STATES, State, is_allowed
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ def workspace_transition(*, workspace: Workspace, to: State, actor=None, reason:
         transaction.on_commit(lambda: broadcast_member_workspaces(membership_id=owner_id))
         if State.RUNNING in (current, to) or to in _HOLD_ENDS:
             _watch_budget_on_commit(owner_id)
+        slots.transition_hook(workspace=workspace, current=current, to=to)
     workspace.state, workspace.state_changed_at = to, now
     for name, value in fields.items():
         setattr(workspace, name, value)
@@ -299,9 +300,13 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
 
     limit = membership.course.max_concurrent_workspaces
     with transaction.atomic():
+        # A capacity pool (GPU slots) is locked first: full, or others waiting, means queue.
+        queued = slots.slot_acquire_or_enqueue(course_id=membership.course_id,
+                                               template_id=template.pk)
         # Lock the member's row so concurrent clicks count each other.
         Membership.objects.select_for_update(no_key=True).get(pk=membership.pk)
-        active = Workspace.objects.filter(owner=membership).active().count()
+        active = Workspace.objects.filter(owner=membership).filter(
+            state__in=ACTIVE_STATES | {State.QUEUED}).count()
         if limit and active >= limit:
             raise LaunchRefused(
                 f"You already have {active} workspace{'s' if active != 1 else ''} running or "
@@ -312,7 +317,8 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
                 workspace = Workspace.objects.create(
                     owner=membership, template=template, name=name,
                     cloud_account=cloud_account_default(),
-                    instance_type=template.instance_type, state=State.REQUESTED,
+                    instance_type=template.instance_type,
+                    state=State.QUEUED if queued else State.REQUESTED,
                     root_volume_gib=template.root_volume_gib,
                     home_volume_gib=template.home_volume_gib,
                     compute_usd_per_hour=compute, storage_usd_per_hour=storage,
@@ -322,18 +328,23 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
                                 field="name") from None
         disks = _member_metered(membership=membership, now=workspace.state_changed_at)
         try:
-            authorization = budget_authorize(
-                membership=membership, workspace_id=workspace.pk, usd_per_hour=compute,
-                what=f"{template.slug} ({template.instance_type})",
-                at=workspace.state_changed_at, actor=actor, storage_usd_per_hour=disks)
+            with slots.guard_trial(queued):  # queued: checked now, held at admission
+                authorization = budget_authorize(
+                    membership=membership, workspace_id=workspace.pk, usd_per_hour=compute,
+                    what=f"{template.slug} ({template.instance_type})",
+                    at=workspace.state_changed_at, actor=actor,
+                    storage_usd_per_hour=disks + (storage if queued else 0))
         except BudgetRefused as refusal:
             raise LaunchRefused(refusal.message) from refusal
         workspace.launch_warning = authorization.warning
-        WorkspaceEvent.objects.create(workspace=workspace, from_state="", to_state=State.REQUESTED,
+        WorkspaceEvent.objects.create(workspace=workspace, from_state="", to_state=workspace.state,
                                       at=workspace.state_changed_at, actor=actor,
                                       reason=f"launch {template.slug}")
         workspace_id, owner_id = workspace.pk, membership.pk
-        transaction.on_commit(lambda: tasks.workspace_launch_task.delay(workspace_id))
+        if queued:
+            slots.queue_join(workspace=workspace, course_id=membership.course_id)
+        else:
+            transaction.on_commit(lambda: tasks.workspace_launch_task.delay(workspace_id))
         transaction.on_commit(lambda: broadcast_member_workspaces(membership_id=owner_id))
     return workspace
 
@@ -399,19 +410,27 @@ def workspace_start(*, workspace: Workspace, actor) -> Workspace:
         raise TransitionNotAllowed(f"Only a stopped workspace can be started; "
                                    f"{workspace.name} is {workspace.get_state_display().lower()}.")
     with transaction.atomic():
+        queued = slots.slot_acquire_or_enqueue(course_id=workspace.owner.course_id,
+                                               template_id=workspace.template_id)
         now = timezone.now()
         disks = _member_metered(membership=workspace.owner, now=now)
         try:
-            authorization = budget_authorize(
-                membership=workspace.owner, workspace_id=workspace.pk,
-                usd_per_hour=workspace.compute_usd_per_hour,
-                what=f"{workspace.name} ({workspace.instance_type})", at=now,
-                actor=actor, storage_usd_per_hour=disks)
+            with slots.guard_trial(queued):  # queued: checked now, held at admission
+                authorization = budget_authorize(
+                    membership=workspace.owner, workspace_id=workspace.pk,
+                    usd_per_hour=workspace.compute_usd_per_hour,
+                    what=f"{workspace.name} ({workspace.instance_type})", at=now,
+                    actor=actor, storage_usd_per_hour=disks)
         except BudgetRefused as refusal:
             raise StartRefused(refusal.message) from refusal
+        workspace.launch_warning = authorization.warning
+        if queued:  # every slot taken: wait in line with the disks as they are
+            workspace_transition(workspace=workspace, to=State.QUEUED, actor=actor,
+                                 reason="start: waiting for a slot", failure_reason="")
+            slots.queue_join(workspace=workspace, course_id=workspace.owner.course_id)
+            return workspace
         workspace_transition(workspace=workspace, to=State.PENDING, actor=actor, reason="start",
                              stop_reason="", failure_reason="")
-        workspace.launch_warning = authorization.warning
         transaction.on_commit(lambda: tasks.workspace_start_task.delay(workspace.pk))
     return workspace
 

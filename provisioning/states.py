@@ -8,6 +8,7 @@ from django.db import models
 
 
 class State(models.TextChoices):
+    QUEUED = "queued", "Queued"
     REQUESTED = "requested", "Requested"
     PENDING = "pending", "Starting"
     RUNNING = "running", "Running"
@@ -24,12 +25,16 @@ class State(models.TextChoices):
 _END_STATES = {State.TERMINATING, State.TERMINATED, State.ARCHIVED}
 
 ALLOWED: dict[State, frozenset[State]] = {
+    # Waiting for a capacity slot (provisioning/slots.py): admitted as a fresh launch
+    # (requested) or a restart (pending); left or skipped back to where it came from.
+    State.QUEUED: frozenset({State.REQUESTED, State.PENDING, State.STOPPED, State.FAILED,
+                             State.TERMINATED}),
     State.REQUESTED: frozenset({State.PENDING, State.FAILED}),
     State.PENDING: frozenset({State.RUNNING, State.FAILED}),
     State.RUNNING: frozenset({State.STOPPING, State.HIBERNATING}),
     State.STOPPING: frozenset({State.STOPPED}),
     State.HIBERNATING: frozenset({State.STOPPED}),
-    State.STOPPED: frozenset({State.PENDING}),
+    State.STOPPED: frozenset({State.PENDING, State.QUEUED}),
     State.FAILED: frozenset(),
     State.TERMINATING: frozenset({State.TERMINATED}),
     State.TERMINATED: frozenset({State.ARCHIVED}),
@@ -43,6 +48,9 @@ ALLOWED = {
 # States in which a machine may be costing compute money or is on its way.
 ACTIVE_STATES = frozenset({State.REQUESTED, State.PENDING, State.RUNNING, State.STOPPING,
                            State.HIBERNATING})
+# States in which a workspace holds one of its template's capacity slots (a queued
+# one waits for a slot; a stopped one gave its slot back).
+SLOT_STATES = ACTIVE_STATES
 # States the worker is waiting on AWS to leave.
 SETTLING_STATES = frozenset({State.PENDING, State.STOPPING, State.HIBERNATING,
                              State.TERMINATING})

@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from provisioning import aws, enforcement, idle, metering, ratelimit, services
+from provisioning import aws, enforcement, idle, metering, ratelimit, services, slots
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import BudgetWatch, Workspace
 from provisioning.states import SETTLING_STATES
@@ -195,3 +195,22 @@ def idle_sweep_task(account_id: int | None = None) -> dict:
     return {"checked": summary.checked, "warned": len(summary.warned),
             "finished": len(summary.finished), "stopped": len(summary.stopped),
             "aws_calls": summary.aws_calls}
+
+
+# --- capacity slots ----------------------------------------------------------
+
+
+@shared_task
+def slots_admit_task(course_id: int, template_id: int) -> int:
+    """A slot may have freed (or the line changed): admit whoever is next, in order."""
+    return len(slots.slots_admit(course_id=course_id, template_id=template_id))
+
+
+@shared_task
+def slots_admit_sweep() -> int:
+    """Safety net on beat: pools with people in line get another look (a capacity raised
+    in settings, an admission task lost with a worker)."""
+    pools = slots.pools_waiting()
+    for course_id, template_id in pools:
+        slots_admit_task.delay(course_id, template_id)
+    return len(pools)

@@ -17,4 +17,7 @@ urlpatterns = [
     # The activity agent posts here (with or without the trailing slash).
     re_path(r"^api/workspaces/(?P<workspace_id>\d+)/heartbeat/?$", HeartbeatView.as_view(),
             name="workspace-heartbeat"),
+    path("workspaces/<int:workspace_id>/leave-queue/", views.leave_queue,
+         name="workspace-leave-queue"),
+    path("courses/<int:course_id>/slots/", views.slots_page, name="course-slots"),
 ]

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from courses.policy import Action
+from courses.policy import Action, membership_may
 from courses.services import membership_get_active
-from provisioning import services
+from provisioning import services, slots
 from provisioning.access import workspace_get_for
 from provisioning.cards import member_workspace_context
 from provisioning.connect import workspace_connect
 from provisioning.forms import EstimateForm
+from provisioning.states import State
 
 
 def _list_fragment(request, membership_id: int, *, status: int = 200,
@@ -40,6 +43,9 @@ def launch(request, course_id: int):
             return redirect("home")
         return _list_fragment(request, membership.pk, status=refusal.status, error=refusal.message)
     notice = f"Launching {workspace.name} — this page updates as it comes up."
+    if workspace.state == State.QUEUED:
+        notice = (f"Every slot for {workspace.template.slug} is in use, so {workspace.name} "
+                  "is in line; it starts by itself when a slot frees.")
     if not request.htmx:
         messages.success(request, notice)
         if workspace.launch_warning:
@@ -75,6 +81,27 @@ def stop(request, workspace_id: int):
 @require_POST
 def start(request, workspace_id: int):
     return _operate(request, workspace_id, services.workspace_start)
+
+
+@login_required
+@require_POST
+def leave_queue(request, workspace_id: int):
+    return _operate(request, workspace_id, slots.queue_leave)
+
+
+@login_required
+def slots_page(request, course_id: int):
+    """Staff only: every capacity pool's holders and line. Students 403, outsiders 404."""
+    actor = membership_get_active(user=request.user, course_id=course_id)
+    if actor is None:
+        raise Http404("No such course.")
+    if not membership_may(actor=actor, action=Action.VIEW_SLOTS):
+        raise PermissionDenied("Only course staff see who holds the slots.")
+    template = ("provisioning/_slots_pools.html" if request.htmx
+                else "provisioning/slots.html")
+    return render(request, template, {"course": actor.course,
+                                      "pools": slots.course_pools(course_id=course_id),
+                                      "now": timezone.now()})
 
 
 @login_required

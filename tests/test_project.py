@@ -32,17 +32,18 @@ def test_demo_data_can_be_loaded_twice_without_duplicates(db):
 
     assert [Course.objects.count(), Membership.objects.count(),
             WorkspaceTemplate.objects.count(), ApprovedTemplate.objects.count(),
-            InstancePrice.objects.count()] == counts == [1, 6, 4, 4, 102]
+            InstancePrice.objects.count()] == counts == [1, 6, 5, 5, 102]
     roles = sorted(Membership.objects.values_list("role", flat=True))
     assert roles == ["head_ta", "instructor", "student", "student", "student", "ta"]
     approved = set(ApprovedTemplate.objects.values_list("template__slug", flat=True))
-    assert approved == {"ml-cpu-student", "ml-final-project", "gpu-ml-workstation", "quick-lab"}
+    assert approved == {"ml-cpu-student", "ml-final-project", "gpu-ml-workstation", "quick-lab",
+                        "gpu-lab"}
     pending = Approval.objects.get(status=Approval.Status.PENDING)  # one, not two
     assert pending.template_slug == "gpu-ml-workstation" and pending.course.code == "CS229-F26"
     # The quick lab shows idle auto-stop within minutes; the GPU stops after an hour.
     assert dict(WorkspaceTemplate.objects.values_list("slug", "idle_stop_minutes")) == {
         "ml-cpu-student": 240, "ml-final-project": 240, "gpu-ml-workstation": 60,
-        "quick-lab": 3}
+        "quick-lab": 3, "gpu-lab": 60}
     price = InstancePrice.objects.get(instance_type="p3.2xlarge", region="us-east-1")
     assert str(price.usd_per_hour) == "3.060000" and "aws.amazon.com" in price.source
 

@@ -33,6 +33,7 @@ COURSE_ACTIONS: dict[Action, set[str]] = {
     Action.OPEN_HELP_REQUEST: {STU},
     Action.REQUEST_APPROVAL: EVERYONE,
     Action.VIEW_APPROVALS: STAFF,
+    Action.VIEW_SLOTS: STAFF,
     Action.DECIDE_APPROVAL: {INS},  # the head TA too where the course allows it (below)
 }
 # Actions on what belongs to a member (workspaces, money): who may on their

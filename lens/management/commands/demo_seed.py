@@ -1,7 +1,9 @@
 """Demo data for `make demo`: CS 229 with staff, students, templates and prices.
 
 Idempotent: every row is found by its natural key and updated, so a second
-run neither duplicates nor fails, and never touches workspaces.
+run neither duplicates nor fails. The only workspace it makes is the GPU lab's
+slot holder (launched once, through the normal launch service, so the worker
+brings it up when the demo starts).
 """
 
 from datetime import datetime
@@ -19,7 +21,8 @@ from billing import ledger
 from billing.services import prices_load_bundled
 from courses.models import Approval, Course, HelpRequest, Membership, Message, Section
 from provisioning.models import ApprovedTemplate, Workspace, WorkspaceTemplate
-from provisioning.services import cloud_account_default, storage_usd_per_hour
+from provisioning.services import cloud_account_default, storage_usd_per_hour, workspace_launch
+from provisioning.states import ACTIVE_STATES, State
 
 PASSWORD = "lens-demo"
 DOMAIN = "demo.lens.edu"
@@ -58,6 +61,10 @@ TEMPLATES = [
 # otherwise, and three for the quick lab so the demo shows a machine stopping when idle.
 # (The fake AWS reports no CloudWatch datapoints, which Lens reads as no activity.)
 IDLE_MINUTES = {"g4dn.xlarge": 60, "quick-lab": 3}
+
+# The GPU slots demo: a course pool with one slot (see _gpu_lab).
+GPU_LAB = ("gpu-lab", "GPU lab (shared T4)", "g4dn.xlarge",
+           "NVIDIA T4 for the deep-learning labs; one shared slot, first come first served.")
 
 
 class Command(BaseCommand):
@@ -124,6 +131,7 @@ class Command(BaseCommand):
         self._sophie_cap(course, sophie)
         self._help_and_messages(course)
         self._pending_request(course)
+        self._gpu_lab(course)
         self.stdout.write(f"Demo data ready: {course} with {len(PEOPLE)} people.")
 
     def _sophie_cap(self, course, sophie):
@@ -177,6 +185,22 @@ class Command(BaseCommand):
                 template_slug="gpu-ml-workstation",
                 reason="Final project: fine-tuning a ResNet-50 on 40k images; the CPU "
                        "template takes about 9 hours an epoch.")
+
+    def _gpu_lab(self, course):
+        """A one-slot GPU pool whose slot David holds, so Emily's launch waits in line
+        and is admitted by itself the moment David stops his machine."""
+        template, _ = WorkspaceTemplate.objects.update_or_create(slug=GPU_LAB[0], defaults={
+            "name": GPU_LAB[1], "instance_type": GPU_LAB[2], "description": GPU_LAB[3],
+            "image": AL2023, "idle_stop_minutes": 60})
+        ApprovedTemplate.objects.update_or_create(course=course, template=template, defaults={
+            "requires_approval": False, "capacity": 1,
+            "note": "one shared GPU: launches wait in line for it"})
+        david = Membership.objects.get(course=course, email=f"david.kim@{DOMAIN}")
+        held = Workspace.objects.filter(owner=david, template=template).filter(
+            state__in=ACTIVE_STATES | {State.STOPPED, State.QUEUED})
+        if not held.exists():  # launched once; after that the demo's own history stands
+            workspace_launch(membership=david, template_slug=template.slug, name="cnn-training",
+                             actor=david.user)
 
     def _password(self, user):
         if not user.check_password(PASSWORD):
