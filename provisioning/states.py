@@ -14,6 +14,7 @@ class State(models.TextChoices):
     STOPPING = "stopping", "Stopping"
     STOPPED = "stopped", "Stopped"
     HIBERNATING = "hibernating", "Hibernating"
+    RESETTING = "resetting", "Resetting"
     TERMINATING = "terminating", "Terminating"
     TERMINATED = "terminated", "Terminated"
     ARCHIVED = "archived", "Archived"
@@ -25,12 +26,16 @@ _END_STATES = {State.TERMINATING, State.TERMINATED, State.ARCHIVED}
 
 ALLOWED: dict[State, frozenset[State]] = {
     State.REQUESTED: frozenset({State.PENDING, State.FAILED}),
-    State.PENDING: frozenset({State.RUNNING, State.FAILED}),
-    State.RUNNING: frozenset({State.STOPPING, State.HIBERNATING}),
+    # pending → stopping: a spot machine reclaimed before it came up.
+    State.PENDING: frozenset({State.RUNNING, State.FAILED, State.STOPPING}),
+    State.RUNNING: frozenset({State.STOPPING, State.HIBERNATING, State.RESETTING}),
     State.STOPPING: frozenset({State.STOPPED}),
-    State.HIBERNATING: frozenset({State.STOPPED}),
-    State.STOPPED: frozenset({State.PENDING}),
-    State.FAILED: frozenset(),
+    # hibernating → stopping: AWS refused to hibernate, so it is a plain stop.
+    State.HIBERNATING: frozenset({State.STOPPED, State.STOPPING}),
+    State.STOPPED: frozenset({State.PENDING, State.RESETTING}),
+    # resetting: backing up and replacing the machine; the home volume stays.
+    State.RESETTING: frozenset({State.PENDING, State.FAILED}),
+    State.FAILED: frozenset({State.RESETTING}),
     State.TERMINATING: frozenset({State.TERMINATED}),
     State.TERMINATED: frozenset({State.ARCHIVED}),
     State.ARCHIVED: frozenset(),
@@ -42,7 +47,7 @@ ALLOWED = {
 
 # States in which a machine may be costing compute money or is on its way.
 ACTIVE_STATES = frozenset({State.REQUESTED, State.PENDING, State.RUNNING, State.STOPPING,
-                           State.HIBERNATING})
+                           State.HIBERNATING, State.RESETTING})
 # States the worker is waiting on AWS to leave.
 SETTLING_STATES = frozenset({State.PENDING, State.STOPPING, State.HIBERNATING,
                              State.TERMINATING})
