@@ -19,6 +19,7 @@ def home(request):
     offers = course_template_offers(course_ids=[m.course_id for m in memberships])
     cards = member_workspace_cards(membership_ids=[m.pk for m in memberships])
     courses = [{"membership": m, "course": m.course, "offers": offers[m.course_id],
+                "spot_offered": any(o.template.spot_allowed for o in offers[m.course_id]),
                 "cards": cards[m.pk],
                 "money": member_money_get(m, workspaces=[c.workspace for c in cards[m.pk]])}
                for m in memberships]

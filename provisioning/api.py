@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from courses.policy import Action
 from courses.services import membership_get_active
-from provisioning import services
+from provisioning import lifecycle, services
 from provisioning.access import workspace_get_for, workspaces_visible_to
 from provisioning.serializers import (
     LaunchSerializer,
@@ -68,15 +68,15 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             workspace = services.workspace_launch(
                 membership=membership, template_slug=form.validated_data["template"],
-                name=form.validated_data["name"], actor=request.user)
+                name=form.validated_data["name"], actor=request.user,
+                market=form.validated_data["market"])
         except services.LaunchRefused as refusal:
             raise Refused(refusal.message, status_code=refusal.status,
                           field=refusal.field) from refusal
         return Response(WorkspaceSerializer(workspace).data, status=status.HTTP_201_CREATED)
 
-    def _operate(self, request, pk, operation):
-        workspace = workspace_get_for(user=request.user, workspace_id=pk,
-                                      action=Action.OPERATE_WORKSPACE)
+    def _operate(self, request, pk, operation, action: Action = Action.OPERATE_WORKSPACE):
+        workspace = workspace_get_for(user=request.user, workspace_id=pk, action=action)
         try:
             operation(workspace=workspace, actor=request.user)
         except services.TransitionError as exc:
@@ -93,3 +93,22 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._operate(request, pk, services.workspace_start)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Hibernate a running workspace (a plain stop if AWS refuses)")
+    @action(detail=True, methods=["post"])
+    def hibernate(self, request, pk=None):
+        return self._operate(request, pk, lifecycle.workspace_hibernate)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Reset: back up, replace the machine, keep the home volume")
+    @action(detail=True, methods=["post"])
+    def reset(self, request, pk=None):
+        return self._operate(request, pk, lifecycle.workspace_reset,
+                             action=Action.RESET_WORKSPACE)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Delete a workspace (its home volume is backed up, then deleted)")
+    def destroy(self, request, pk=None):
+        return self._operate(request, pk, lifecycle.workspace_terminate,
+                             action=Action.DELETE_WORKSPACE)

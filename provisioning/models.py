@@ -203,6 +203,10 @@ class Workspace(models.Model):
         return self.state not in {State.TERMINATING, State.TERMINATED, State.ARCHIVED}
 
     @property
+    def backup_retention_days(self) -> int:
+        return settings.LENS_BACKUP_RETENTION_DAYS
+
+    @property
     def reset_progress_text(self) -> str:
         return WorkspaceReset.STEP_TEXT.get(self.reset_step, "")
 
