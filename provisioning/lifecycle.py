@@ -93,6 +93,46 @@ def _home_volume(workspace: Workspace) -> aws.Volume | None:
                                           aws.TAG_ROLE: "home"})
 
 
+# First-boot script when a workspace has a home volume: wait for it (attached as /dev/sdf
+# once the machine runs; AL2023 links it there on Nitro too), format it only when it has
+# no file system (a new volume; a reset or a spot replacement finds the old one), seed it
+# with the image's /home, mount it at /home, and keep it in fstab for every later boot.
+# The template's own bootstrap runs afterwards, with /home in place.
+HOME_MOUNT_SCRIPT = """#!/bin/bash
+set -u
+dev=""
+for _ in $(seq 1 180); do
+  for d in /dev/sdf /dev/xvdf; do [ -b "$d" ] && dev=$(readlink -f "$d") && break 2; done
+  sleep 2
+done
+if [ -n "$dev" ]; then
+  if ! blkid "$dev" >/dev/null 2>&1; then
+    mkfs.ext4 -q -L lens-home "$dev"
+    mkdir -p /mnt/lens-home && mount "$dev" /mnt/lens-home
+    cp -a /home/. /mnt/lens-home/ && umount /mnt/lens-home
+  fi
+  grep -q 'LABEL=lens-home' /etc/fstab || \
+    echo 'LABEL=lens-home /home ext4 defaults,nofail 0 2' >> /etc/fstab
+  mount /home
+else
+  echo "lens: the home volume did not appear; /home is on the machine's own disk" >&2
+fi
+"""
+
+
+def user_data_for(*, workspace: Workspace) -> str:
+    """The first-boot user data: mount the home volume, then the template's bootstrap."""
+    bootstrap = workspace.template.bootstrap
+    if not workspace.home_volume_gib:
+        return bootstrap
+    if not bootstrap.strip():
+        return HOME_MOUNT_SCRIPT
+    return (HOME_MOUNT_SCRIPT + "mkdir -p /var/lib/lens\n"
+            "cat > /var/lib/lens/bootstrap <<'LENS_BOOTSTRAP_END'\n" + bootstrap.rstrip("\n")
+            + "\nLENS_BOOTSTRAP_END\nchmod +x /var/lib/lens/bootstrap\n"
+              "/var/lib/lens/bootstrap\n")
+
+
 def instance_run_for(*, workspace: Workspace) -> aws.Instance:
     """RunInstances for this workspace, next to its home volume if it has one.
 
@@ -110,7 +150,7 @@ def instance_run_for(*, workspace: Workspace) -> aws.Instance:
         client_token=str(workspace.client_token),
         image_id=aws.image_resolve(account, template.image),
         instance_type=workspace.instance_type,
-        user_data=template.bootstrap,
+        user_data=user_data_for(workspace=workspace),
         root_volume_gib=template.root_volume_gib,
         availability_zone=zone,
         hibernation=template.hibernation,

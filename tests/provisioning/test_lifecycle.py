@@ -4,12 +4,15 @@ from datetime import timedelta
 
 import pytest
 from botocore.exceptions import ClientError
+from django.urls import reverse
 from django.utils import timezone
 
+from courses.models import Membership
 from provisioning import aws, lifecycle, metering, services
 from provisioning.models import WorkspaceBackup
 from provisioning.states import State
 from tests.conftest import ec2
+from tests.factories import PASSWORD, MembershipFactory
 from tests.provisioning.conftest import instance, volume
 
 
@@ -199,3 +202,82 @@ def test_a_stopped_workspace_keeps_its_home_volume_billed(running, run_on_commit
 
     assert metering.has_volumes(running)
     assert metering.storage_usd_per_hour_of([running]) == running.storage_usd_per_hour > 0
+
+
+def test_the_first_boot_script_mounts_the_home_volume_before_the_templates_bootstrap(
+        running, fake_aws):
+    import base64
+
+    attribute = ec2(fake_aws).describe_instance_attribute(InstanceId=running.instance_id,
+                                                          Attribute="userData")
+    script = base64.b64decode(attribute["UserData"]["Value"]).decode()
+
+    assert script.startswith("#!/bin/bash")
+    assert "blkid" in script and "mkfs.ext4" in script  # formats only a blank volume
+    assert "LABEL=lens-home /home" in script
+
+
+def test_the_templates_bootstrap_runs_after_home_is_mounted(running):
+    running.template.bootstrap = "#!/bin/bash\necho hello > /tmp/hello\n"
+
+    script = lifecycle.user_data_for(workspace=running)
+
+    assert script.index("mount /home") < script.index("echo hello > /tmp/hello")
+    running.home_volume_gib = 0
+    assert lifecycle.user_data_for(workspace=running) == running.template.bootstrap
+
+
+# --- who may hibernate and delete -------------------------------------------------------
+
+def login(client, membership):
+    assert client.login(username=membership.user.username, password=PASSWORD)
+
+
+@pytest.mark.parametrize("role", [Membership.Role.TA, Membership.Role.HEAD_TA])
+def test_tas_and_head_tas_may_not_delete_a_students_workspace(client, running, course, role):
+    login(client, MembershipFactory(course=course, role=role, user__username=f"s-{role}"))
+
+    page = client.post(reverse("workspace-delete", args=[running.pk]), HTTP_HX_REQUEST="true")
+    api = client.delete(f"/api/workspaces/{running.pk}/")
+
+    assert (page.status_code, api.status_code) == (403, 403)
+    running.refresh_from_db()
+    assert running.state == State.RUNNING
+
+
+def test_another_student_and_another_courses_instructor_get_404_for_delete_and_hibernate(
+        client, running, other_student):
+    elsewhere = MembershipFactory(role=Membership.Role.INSTRUCTOR, user__username="else")
+    for member in (other_student, elsewhere):
+        login(client, member)
+        for name in ("workspace-delete", "workspace-hibernate"):
+            assert client.post(reverse(name, args=[running.pk]),
+                               HTTP_HX_REQUEST="true").status_code == 404
+        assert client.delete(f"/api/workspaces/{running.pk}/").status_code == 404
+        assert client.post(f"/api/workspaces/{running.pk}/hibernate/").status_code == 404
+
+
+def test_the_owner_deletes_by_api_and_the_instructor_by_page(
+        client, student, approved, launch, course, django_capture_on_commit_callbacks):
+    first, second = launch(student, name="one"), launch(student, name="two")
+    login(client, student)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete(f"/api/workspaces/{first.pk}/").status_code == 202
+    login(client, MembershipFactory(course=course, role=Membership.Role.INSTRUCTOR,
+                                    user__username="prof"))
+    with django_capture_on_commit_callbacks(execute=True):
+        page = client.post(reverse("workspace-delete", args=[second.pk]), HTTP_HX_REQUEST="true")
+
+    assert page.status_code == 200
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.state, second.state) == (State.TERMINATED, State.TERMINATED)
+
+
+def test_hibernate_of_a_template_without_it_answers_409_with_the_reason(client, running):
+    login(client, running.owner)
+
+    response = client.post(f"/api/workspaces/{running.pk}/hibernate/")
+
+    assert response.status_code == 409
+    assert "does not allow hibernation" in response.json()["detail"]
