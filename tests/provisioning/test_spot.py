@@ -148,3 +148,16 @@ def test_an_interruption_of_a_workspace_the_student_already_stopped_changes_noth
 
     on_spot.refresh_from_db()
     assert (on_spot.state, on_spot.stop_reason) == (State.STOPPED, "user")
+
+
+def test_a_home_volume_without_a_machine_stays_billed(on_spot):
+    from django.utils import timezone
+
+    from provisioning import metering
+
+    lifecycle.workspace_interrupted(workspace_id=on_spot.pk, reason="Spot termination",
+                                    instance_state="terminated")
+    on_spot.refresh_from_db()
+
+    assert metering.has_volumes(on_spot)
+    assert on_spot.pk in {w.pk for w in metering.workspaces_to_meter(now=timezone.now())}
