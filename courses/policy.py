@@ -17,7 +17,9 @@ class Action(StrEnum):
     VIEW_COURSE = "view_course"
     LAUNCH = "launch"
     VIEW_WORKSPACE = "view_workspace"
-    OPERATE_WORKSPACE = "operate_workspace"  # stop, start
+    OPERATE_WORKSPACE = "operate_workspace"  # stop, start, hibernate
+    RESET_WORKSPACE = "reset_workspace"  # back up, replace the machine, keep the home volume
+    DELETE_WORKSPACE = "delete_workspace"  # terminate for good (the home is backed up first)
     VIEW_MONEY = "view_money"  # a member's spend, ledger and reports
     MANAGE_BUDGET = "manage_budget"  # change caps, grant adjustments
     VIEW_COURSE_MONEY = "view_course_money"  # every member's spend, the course report
@@ -41,8 +43,9 @@ class Action(StrEnum):
 # Course-wide powers over other members' workspaces, by role.
 _STAFF_WORKSPACE_ACTIONS: dict[str, set[Action]] = {
     Role.INSTRUCTOR: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE, Action.VIEW_MONEY,
-                      Action.MANAGE_BUDGET},
-    Role.HEAD_TA: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE, Action.VIEW_MONEY},
+                      Action.MANAGE_BUDGET, Action.RESET_WORKSPACE, Action.DELETE_WORKSPACE},
+    Role.HEAD_TA: {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE, Action.VIEW_MONEY,
+                   Action.RESET_WORKSPACE},
     Role.TA: {Action.VIEW_WORKSPACE, Action.VIEW_MONEY},
     Role.STUDENT: set(),
 }
@@ -110,7 +113,8 @@ def membership_may(*, actor: Membership | None, action: Action,
     if owner is None:
         return action in _COURSE_ACTIONS[actor.role]
     if owner.pk == actor.pk and action in {Action.VIEW_WORKSPACE, Action.OPERATE_WORKSPACE,
-                                           Action.VIEW_MONEY}:
+                                           Action.VIEW_MONEY, Action.RESET_WORKSPACE,
+                                           Action.DELETE_WORKSPACE}:
         return True
     return action in _STAFF_WORKSPACE_ACTIONS[actor.role]
 

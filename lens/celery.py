@@ -47,4 +47,14 @@ app.conf.beat_schedule = {
         "task": "provisioning.tasks.slots_admit_sweep",
         "schedule": 60.0,
     },
+    # Resets and deletions are step by step; this resumes any whose worker died.
+    "workspaces-lifecycle-resume": {
+        "task": "provisioning.tasks.lifecycle_resume_task",
+        "schedule": 120.0,
+    },
+    # Reset and deletion backups are kept LENS_BACKUP_RETENTION_DAYS, then deleted.
+    "backups-expire": {
+        "task": "provisioning.tasks.backups_expire_task",
+        "schedule": crontab(minute=17),
+    },
 }

@@ -201,6 +201,8 @@ LENS_STORAGE_RESERVE_DAYS = env_int("LENS_STORAGE_RESERVE_DAYS", 30)
 LENS_STORAGE_LINE_MINUTES = env_int("LENS_STORAGE_LINE_MINUTES", 60)
 # EBS prices are per GB-month; AWS prorates a month as 730 hours.
 LENS_HOURS_PER_MONTH = 730
+# How long the snapshot a reset (or a deletion) takes is kept before Lens deletes it.
+LENS_BACKUP_RETENTION_DAYS = env_int("LENS_BACKUP_RETENTION_DAYS", 7)
 
 # --- Sign-in (django-allauth) ---------------------------------------------
 AUTHENTICATION_BACKENDS = [

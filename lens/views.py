@@ -34,6 +34,7 @@ def home(request):
     requests = approvals_dashboard(membership_ids=[m.pk for m in memberships])
     courses = [{"membership": m, "course": m.course, "offers": offers[m.course_id],
                 "cards": cards[m.pk], "requests": requests[m.pk],
+                "spot_offered": any(o.template.spot_allowed for o in offers[m.course_id]),
                 "offer_rows": [(o, requests[m.pk].granted.get(o.template.slug))
                                for o in offers[m.course_id]],
                 "money": member_money_get(m, workspaces=[c.workspace for c in cards[m.pk]]),

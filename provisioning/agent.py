@@ -235,7 +235,8 @@ def user_data_build(*, bootstrap: str, workspace_id: int, token: str) -> str:
     subtype = next((sub for prefix, sub in _PART_TYPES if first.startswith(prefix)), "plain")
     for name, text, sub in (("bootstrap", bootstrap, subtype),
                             ("lens-agent.sh", agent, "x-shellscript")):
-        part = MIMEText(text, sub, "utf-8")
+        # 7-bit text when it is ASCII, so the parts stay readable in the console.
+        part = MIMEText(text, sub, "us-ascii" if text.isascii() else "utf-8")
         part.add_header("Content-Disposition", "attachment", filename=name)
         message.attach(part)
     return message.as_string()

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from courses.policy import Action
 from courses.services import membership_get_active
-from provisioning import agent, services, slots
+from provisioning import agent, lifecycle, services, slots
 from provisioning.access import workspace_get_for, workspaces_visible_to
 from provisioning.serializers import (
     HeartbeatSerializer,
@@ -71,15 +71,15 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             workspace = services.workspace_launch(
                 membership=membership, template_slug=form.validated_data["template"],
-                name=form.validated_data["name"], actor=request.user)
+                name=form.validated_data["name"], actor=request.user,
+                market=form.validated_data["market"])
         except services.LaunchRefused as refusal:
             raise Refused(refusal.message, status_code=refusal.status,
                           field=refusal.field) from refusal
         return Response(WorkspaceSerializer(workspace).data, status=status.HTTP_201_CREATED)
 
-    def _operate(self, request, pk, operation):
-        workspace = workspace_get_for(user=request.user, workspace_id=pk,
-                                      action=Action.OPERATE_WORKSPACE)
+    def _operate(self, request, pk, operation, action: Action = Action.OPERATE_WORKSPACE):
+        workspace = workspace_get_for(user=request.user, workspace_id=pk, action=action)
         try:
             operation(workspace=workspace, actor=request.user)
         except services.TransitionError as exc:
@@ -98,10 +98,30 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
         return self._operate(request, pk, services.workspace_start)
 
     @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Hibernate a running workspace (a plain stop if AWS refuses)")
+    @action(detail=True, methods=["post"])
+    def hibernate(self, request, pk=None):
+        return self._operate(request, pk, lifecycle.workspace_hibernate)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Reset: back up, replace the machine, keep the home volume")
+    @action(detail=True, methods=["post"])
+    def reset(self, request, pk=None):
+        return self._operate(request, pk, lifecycle.workspace_reset,
+                             action=Action.RESET_WORKSPACE)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
+                   summary="Delete a workspace (its home volume is backed up, then deleted)")
+    def destroy(self, request, pk=None):
+        return self._operate(request, pk, lifecycle.workspace_terminate,
+                             action=Action.DELETE_WORKSPACE)
+
+    @extend_schema(request=None, responses={202: WorkspaceSerializer},
                    summary="Take a queued workspace out of its slot queue")
     @action(detail=True, methods=["post"], url_path="leave-queue")
     def leave_queue(self, request, pk=None):
         return self._operate(request, pk, slots.queue_leave)
+
 
 class HeartbeatView(APIView):
     """The activity agent's report. The workspace's agent token is the only credential:

@@ -35,6 +35,9 @@ TAG_WORKSPACE = "lens:workspace"
 TAG_COURSE = "lens:course"
 TAG_MEMBER = "lens:member"
 TAG_NETWORK = "lens:network"
+TAG_ROLE = "lens:role"  # on volumes and snapshots: "home", "backup"
+TAG_RESET = "lens:reset"  # on a reset's backup snapshot: the WorkspaceReset id
+TAG_DELETE_AFTER = "lens:delete-after"  # on backups: ISO date after which Lens deletes it
 
 _THROTTLE_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException",
                    "TooManyRequestsException"}
@@ -78,6 +81,12 @@ class InstanceNotFound(AwsError):
 
 class NetworkNotFound(AwsError):
     """A subnet, security group or VPC the cloud account names is not in AWS."""
+class HibernationRefused(AwsError):
+    """AWS would not hibernate this instance (not configured, not supported, not ready)."""
+
+
+class ResourceNotFound(AwsError):
+    """A volume or snapshot that does not exist (any more)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,9 @@ class Instance:
     state_reason: str
     tags: dict[str, str]
     key_name: str = ""
+    availability_zone: str = ""
+    root_volume_id: str = ""
+    lifecycle: str = ""  # "spot" for spot instances, "" for on-demand
 
     @classmethod
     def from_api(cls, data: dict) -> Instance:
@@ -106,7 +118,18 @@ class Instance:
             state_reason=(data.get("StateReason") or {}).get("Message", ""),
             tags={t["Key"]: t["Value"] for t in data.get("Tags", [])},
             key_name=data.get("KeyName", "") or "",
+            availability_zone=(data.get("Placement") or {}).get("AvailabilityZone", ""),
+            root_volume_id=_root_volume_id(data),
+            lifecycle=data.get("InstanceLifecycle", "") or "",
         )
+
+
+def _root_volume_id(data: dict) -> str:
+    """The boot volume: the mapping on the root device name, else the first one."""
+    mappings = [m for m in data.get("BlockDeviceMappings", []) if m.get("Ebs")]
+    root = next((m for m in mappings if m.get("DeviceName") == data.get("RootDeviceName")),
+                mappings[0] if mappings else None)
+    return root["Ebs"].get("VolumeId", "") if root else ""
 
 
 _clients: dict[tuple, object] = {}
@@ -213,7 +236,14 @@ def instance_run(
     user_data: str = "",
     root_volume_gib: int | None = None,
     key_name: str = "",
+    availability_zone: str = "",
+    hibernation: bool = False,
+    spot: bool = False,
 ) -> Instance:
+    """Run one instance. `availability_zone` puts it next to an existing home volume;
+    `hibernation` configures it so it can hibernate (AWS needs an encrypted root);
+    `spot` asks for a persistent spot request that stops, not terminates, on interruption.
+    """
     params: dict = {
         "ImageId": image_id,
         "InstanceType": instance_type,
@@ -237,8 +267,15 @@ def instance_run(
         params["BlockDeviceMappings"] = [
             {"DeviceName": "/dev/xvda",
              "Ebs": {"VolumeSize": root_volume_gib, "VolumeType": "gp3",
-                     "DeleteOnTermination": True}},
+                     "DeleteOnTermination": True, **({"Encrypted": True} if hibernation else {})}},
         ]
+    if availability_zone:
+        params["Placement"] = {"AvailabilityZone": availability_zone}
+    if hibernation:
+        params["HibernationOptions"] = {"Configured": True}
+    if spot:
+        params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
+            "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}}
     try:
         # Keyed by the client token, so a task re-queued for its turn comes back to the same slot.
         response = _ec2_limited(account, "run_instances", bucket="run",
@@ -276,9 +313,34 @@ class BatchResult:
 
 def instances_stop(account: CloudAccount, instance_ids: list[str], *,
                    hibernate: bool = False) -> BatchResult:
-    """Stop instances, up to 1,000 a call, paced by EC2's 20-instances-a-second bucket."""
-    return _instances_batch(account, instance_ids, operation="stop_instances", bucket="stop",
-                            **({"Hibernate": True} if hibernate else {}))
+    """Stop instances, up to 1,000 a call, paced by EC2's 20-instances-a-second bucket.
+
+    With `hibernate`, each instance is asked on its own, and an instance AWS will
+    not hibernate raises HibernationRefused, so the caller can fall back to a stop.
+    """
+    if hibernate:
+        return _instances_hibernate(account, instance_ids)
+    return _instances_batch(account, instance_ids, operation="stop_instances", bucket="stop")
+
+
+# What StopInstances(Hibernate=True) answers when this instance cannot hibernate.
+_HIBERNATION_REFUSED_CODES = {"UnsupportedHibernationConfiguration", "UnsupportedOperation",
+                              "InvalidParameterCombination", "IncorrectInstanceState"}
+
+
+def _instances_hibernate(account: CloudAccount, instance_ids: list[str]) -> BatchResult:
+    result = BatchResult()
+    for instance_id in dict.fromkeys(instance_ids):
+        try:
+            _ec2_limited(account, "stop_instances", bucket="stop",
+                         InstanceIds=[instance_id], Hibernate=True)
+        except AwsError as error:
+            if _error_code(error.__cause__) in _HIBERNATION_REFUSED_CODES:
+                raise HibernationRefused(str(error)) from error.__cause__
+            raise
+        result.calls += 1
+        result.done.append(instance_id)
+    return result
 
 
 def instances_terminate(account: CloudAccount, instance_ids: list[str]) -> BatchResult:
@@ -378,6 +440,56 @@ def _call(account: CloudAccount, operation: str, **params) -> dict:
 
 def _error_code(exc: Exception) -> str:
     return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+
+
+# --- volumes and snapshots ---------------------------------------------------
+
+_VOLUME_NOT_FOUND_CODES = {"InvalidVolume.NotFound", "InvalidSnapshot.NotFound"}
+
+
+@dataclass(frozen=True)
+class Volume:
+    id: str
+    state: str  # creating, available, in-use, deleting, deleted, error
+    availability_zone: str
+    size_gib: int
+    attached_to: str  # instance id, or ""
+    attachment_state: str  # attaching, attached, detaching, or ""
+    tags: dict[str, str]
+
+    @classmethod
+    def from_api(cls, data: dict) -> Volume:
+        attachment = next(iter(data.get("Attachments") or []), {})
+        return cls(id=data["VolumeId"], state=data["State"],
+                   availability_zone=data["AvailabilityZone"], size_gib=data.get("Size", 0),
+                   attached_to=attachment.get("InstanceId", ""),
+                   attachment_state=attachment.get("State", ""),
+                   tags={t["Key"]: t["Value"] for t in data.get("Tags", [])})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    state: str  # pending, completed, error
+    volume_id: str
+    tags: dict[str, str]
+
+    @classmethod
+    def from_api(cls, data: dict) -> Snapshot:
+        return cls(id=data["SnapshotId"], state=data["State"],
+                   volume_id=data.get("VolumeId", ""),
+                   tags={t["Key"]: t["Value"] for t in data.get("Tags", [])})
+
+
+def _ec2_call(account: CloudAccount, operation: str, **params) -> dict:
+    try:
+        return getattr(_client(account, "ec2"), operation)(**params)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") in _VOLUME_NOT_FOUND_CODES:
+            raise ResourceNotFound(str(_translate(exc))) from exc
+        raise _translate(exc) from exc
+    except BotoCoreError as exc:
+        raise _translate(exc) from exc
 
 
 def _tag_spec(resource: str, tags: dict[str, str]) -> list[dict]:
@@ -510,6 +622,79 @@ def security_group_open(account: CloudAccount, *, group_id: str, ports: list[int
                 raise _translate(exc) from exc
         except BotoCoreError as exc:
             raise _translate(exc) from exc
+
+
+def _tag_filters(tags: dict[str, str]) -> list[dict]:
+    return [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+
+
+def volume_find(account: CloudAccount, *, tags: dict[str, str]) -> Volume | None:
+    """The oldest live volume carrying all these tags (so a retried create adopts it)."""
+    response = _ec2_call(account, "describe_volumes", Filters=[
+        *_tag_filters(tags),
+        {"Name": "status", "Values": ["creating", "available", "in-use"]}])
+    found = sorted(response.get("Volumes", []), key=lambda v: v.get("CreateTime") or 0)
+    return Volume.from_api(found[0]) if found else None
+
+
+def volume_get(account: CloudAccount, volume_id: str) -> Volume:
+    response = _ec2_call(account, "describe_volumes", VolumeIds=[volume_id])
+    for data in response.get("Volumes", []):
+        return Volume.from_api(data)
+    raise ResourceNotFound(f"Volume {volume_id} does not exist.")
+
+
+def volume_create(account: CloudAccount, *, availability_zone: str, size_gib: int,
+                  tags: dict[str, str]) -> Volume:
+    """A gp3 volume of its own (not part of an instance), so it outlives any instance."""
+    response = _ec2_call(account, "create_volume", AvailabilityZone=availability_zone,
+                         Size=size_gib, VolumeType="gp3", Encrypted=True,
+                         TagSpecifications=_tag_spec("volume", tags))
+    return Volume.from_api(response)
+
+
+def volume_attach(account: CloudAccount, *, volume_id: str, instance_id: str,
+                  device: str = "/dev/sdf") -> None:
+    _ec2_call(account, "attach_volume", VolumeId=volume_id, InstanceId=instance_id,
+              Device=device)
+
+
+def volume_delete(account: CloudAccount, volume_id: str) -> None:
+    """Delete a volume; one that is already gone is not an error."""
+    try:
+        _ec2_call(account, "delete_volume", VolumeId=volume_id)
+    except ResourceNotFound:
+        return
+
+
+def snapshot_find(account: CloudAccount, *, tags: dict[str, str]) -> Snapshot | None:
+    response = _ec2_call(account, "describe_snapshots", OwnerIds=["self"],
+                         Filters=_tag_filters(tags))
+    found = response.get("Snapshots", [])
+    return Snapshot.from_api(found[0]) if found else None
+
+
+def snapshot_get(account: CloudAccount, snapshot_id: str) -> Snapshot:
+    response = _ec2_call(account, "describe_snapshots", SnapshotIds=[snapshot_id])
+    for data in response.get("Snapshots", []):
+        return Snapshot.from_api(data)
+    raise ResourceNotFound(f"Snapshot {snapshot_id} does not exist.")
+
+
+def snapshot_create(account: CloudAccount, *, volume_id: str, description: str,
+                    tags: dict[str, str]) -> Snapshot:
+    response = _ec2_call(account, "create_snapshot", VolumeId=volume_id,
+                         Description=description[:255],
+                         TagSpecifications=_tag_spec("snapshot", tags))
+    return Snapshot.from_api(response)
+
+
+def snapshot_delete(account: CloudAccount, snapshot_id: str) -> None:
+    """Delete a snapshot; one that is already gone is not an error."""
+    try:
+        _ec2_call(account, "delete_snapshot", SnapshotId=snapshot_id)
+    except ResourceNotFound:
+        return
 
 
 # --- prices ------------------------------------------------------------------

@@ -110,7 +110,8 @@ def workspaces_to_meter(*, now: datetime):
     Launched at some point, not archived, and not terminated more than a day
     ago (by then its last line has long been written).
     """
-    return (Workspace.objects.exclude(state=State.ARCHIVED).exclude(instance_id="")
+    return (Workspace.objects.exclude(state=State.ARCHIVED)
+            .exclude(instance_id="", home_volume_id="")
             .exclude(state=State.TERMINATED, state_changed_at__lt=now - timedelta(days=1))
             .select_related("owner"))
 
@@ -130,7 +131,9 @@ def has_volumes(workspace: Workspace) -> bool:
     """Its disks exist (or are about to: a requested launch), so they cost money."""
     if workspace.state in _VOLUMES_GONE:
         return False
-    return workspace.state == State.REQUESTED or bool(workspace.instance_id)
+    # A home volume outlives its machine (a spot machine AWS took back): still billed.
+    return (workspace.state == State.REQUESTED or bool(workspace.instance_id)
+            or bool(workspace.home_volume_id))
 
 
 def storage_usd_per_hour_of(workspaces) -> Decimal:
@@ -143,6 +146,7 @@ def member_money_get(membership, *, workspaces=None, now: datetime | None = None
     if workspaces is None:
         workspaces = list(Workspace.objects.filter(owner_id=membership.pk)
                           .exclude(state__in=_VOLUMES_GONE)
-                          .only("state", "instance_id", "storage_usd_per_hour"))
+                          .only("state", "instance_id", "home_volume_id",
+                                "storage_usd_per_hour"))
     return ledger.member_money(membership, now=now,
                                storage_usd_per_hour=storage_usd_per_hour_of(workspaces))

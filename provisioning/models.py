@@ -145,6 +145,8 @@ class Workspace(models.Model):
     home_volume_id = models.CharField(max_length=40, blank=True)
     # The EC2 key pair the instance was launched with (empty: none, the owner had no key).
     key_name = models.CharField(max_length=255, blank=True)
+    # While a reset runs: which step it is on, for the card's progress line.
+    reset_step = models.CharField(max_length=12, blank=True)
     stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True)
     # The session summary, written when the workspace stops.
     last_session_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -238,6 +240,26 @@ class Workspace(models.Model):
     def can_start(self) -> bool:
         return self.state == State.STOPPED
 
+    @property
+    def can_hibernate(self) -> bool:
+        return self.state == State.RUNNING and self.template.hibernation
+
+    @property
+    def can_reset(self) -> bool:
+        return self.state in {State.RUNNING, State.STOPPED, State.FAILED} and not self.reset_step
+
+    @property
+    def can_delete(self) -> bool:
+        return self.state not in {State.TERMINATING, State.TERMINATED, State.ARCHIVED}
+
+    @property
+    def backup_retention_days(self) -> int:
+        return settings.LENS_BACKUP_RETENTION_DAYS
+
+    @property
+    def reset_progress_text(self) -> str:
+        return WorkspaceReset.STEP_TEXT.get(self.reset_step, "")
+
 
 class WorkspaceEvent(models.Model):
     """One state change: the history metering, audit and timelines read."""
@@ -257,6 +279,70 @@ class WorkspaceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workspace_id}: {self.from_state} → {self.to_state} at {self.at:%Y-%m-%d}"
+
+
+class WorkspaceReset(models.Model):
+    """One reset: who asked, and how far the backup-and-replace has got.
+
+    The Celery task reads `step` to resume where a previous run stopped; the
+    workspace's `reset_step` mirrors it for the card. (Lens has no
+    AuditEvent table yet: this row and the WorkspaceEvent are the record.)
+    """
+
+    class Step(models.TextChoices):
+        BACKUP = "backup", "Backing up"
+        REPLACE = "replace", "Replacing the machine"
+        ATTACH = "attach", "Reattaching the home volume"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    STEP_TEXT = {
+        Step.BACKUP: "Backing up the machine…",
+        Step.REPLACE: "Replacing the machine…",
+        Step.ATTACH: "Reattaching your home…",
+    }
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="resets")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+")
+    step = models.CharField(max_length=12, choices=Step.choices, default=Step.BACKUP)
+    old_instance_id = models.CharField(max_length=40, blank=True)
+    new_instance_id = models.CharField(max_length=40, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"reset {self.pk} of workspace {self.workspace_id} ({self.step})"
+
+
+class WorkspaceBackup(models.Model):
+    """An EBS snapshot Lens took (before a reset, or of the home at deletion), kept N days."""
+
+    class Kind(models.TextChoices):
+        ROOT_BEFORE_RESET = "root_before_reset", "Machine disk before a reset"
+        HOME_AT_DELETE = "home_at_delete", "Home volume when the workspace was deleted"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="backups")
+    reset = models.OneToOneField(WorkspaceReset, null=True, blank=True,
+                                 on_delete=models.SET_NULL, related_name="backup")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    snapshot_id = models.CharField(max_length=40, unique=True)
+    volume_id = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delete_after = models.DateTimeField()
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["delete_after"], condition=models.Q(deleted_at=None),
+                                name="backup_expiring")]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id} of workspace {self.workspace_id}"
 
 
 class BudgetWatch(models.Model):

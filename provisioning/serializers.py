@@ -13,6 +13,10 @@ class TemplateOfferSerializer(serializers.Serializer):
     instance_type = serializers.CharField(source="template.instance_type")
     usd_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True)
     usd_per_day = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    spot_allowed = serializers.BooleanField(source="template.spot_allowed")
+    spot_usd_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4,
+                                                 allow_null=True)
+    hibernation = serializers.BooleanField(source="template.hibernation")
     requires_approval = serializers.BooleanField(source="approved.requires_approval")
     note = serializers.CharField(source="approved.note")
 
@@ -32,6 +36,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         model = Workspace
         fields = ["id", "name", "course", "owner_email", "template", "instance_type", "state",
                   "state_changed_at", "instance_id", "public_ip", "public_dns", "stop_reason",
+                  "market", "home_volume_id", "reset_step",
                   "failure_reason", "compute_usd_per_hour", "storage_usd_per_hour",
                   "last_session_seconds", "last_session_cost", "created_at"]
         read_only_fields = fields
@@ -66,6 +71,9 @@ class LaunchSerializer(serializers.Serializer):
     course = serializers.IntegerField()
     template = serializers.SlugField(help_text="Slug of a template the course approved.")
     name = serializers.CharField(max_length=63)
+    market = serializers.ChoiceField(choices=["on_demand", "spot"], default="on_demand",
+                                     help_text="spot: cheaper, may be interrupted (if the "
+                                               "template allows it).")
 
 
 class ApprovedTemplateSerializer(serializers.Serializer):

@@ -27,7 +27,7 @@ from billing.services import (
 )
 from courses.models import Membership
 from courses.policy import Action, membership_may
-from provisioning import agent, aws, keys, network, slots
+from provisioning import aws, slots
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import ApprovedTemplate, CloudAccount, Workspace, WorkspaceEvent
 from provisioning.ratelimit import RateLimited
@@ -63,7 +63,8 @@ class LaunchRefused(Exception):
 # --- the state machine ----------------------------------------------------
 
 # Leaving the billed path: the hold set aside at launch or start is given back.
-_HOLD_ENDS = {State.STOPPED, State.FAILED, State.TERMINATED}
+# A reset places a new hold for its fresh machine, as a start does.
+_HOLD_ENDS = {State.STOPPED, State.FAILED, State.TERMINATED, State.RESETTING}
 
 
 def _session_close(workspace: Workspace, now) -> None:
@@ -134,6 +135,7 @@ class TemplateOffer:
 
     approved: ApprovedTemplate
     usd_per_hour: Decimal | None
+    spot_usd_per_hour: Decimal | None = None  # only for templates that allow spot
 
     @property
     def template(self):
@@ -152,11 +154,16 @@ def course_template_offers(*, course_ids: list[int]) -> dict[int, list[TemplateO
     approved = list(ApprovedTemplate.objects.filter(course_id__in=course_ids)
                     .select_related("template").order_by("template__slug"))
     prices = price_map(keys={(regions[a.course_id], a.template.instance_type) for a in approved})
+    spot_keys = {(regions[a.course_id], a.template.instance_type) for a in approved
+                 if a.template.spot_allowed}
+    spot = price_map(keys=spot_keys, market="spot") if spot_keys else {}
     offers: dict[int, list[TemplateOffer]] = {cid: [] for cid in course_ids}
     for a in approved:
-        price = prices.get((regions[a.course_id], a.template.instance_type))
+        key = (regions[a.course_id], a.template.instance_type)
+        price, spot_price = prices.get(key), spot.get(key)
         offers[a.course_id].append(
-            TemplateOffer(approved=a, usd_per_hour=price.usd_per_hour if price else None)
+            TemplateOffer(approved=a, usd_per_hour=price.usd_per_hour if price else None,
+                          spot_usd_per_hour=spot_price.usd_per_hour if spot_price else None)
         )
     return offers
 
@@ -259,7 +266,7 @@ def _member_metered(*, membership: Membership, now) -> Decimal:
 
 
 def workspace_launch(*, membership: Membership, template_slug: str, name: str,
-                     actor) -> Workspace:
+                     actor, market: str = "on_demand") -> Workspace:
     """Check policy, create the workspace as `requested`, and queue the launch.
 
     Raises LaunchRefused with a message for the member. The AWS work happens
@@ -289,9 +296,16 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
             + _approved_list_text(usable) + _how_to_ask_text(membership, waiting),
             field="template")
     template = offer.template
+    if market not in {"on_demand", "spot"}:
+        raise LaunchRefused("Choose on-demand or spot.", status=400, field="market")
+    if market == "spot" and not template.spot_allowed:
+        raise LaunchRefused(f"{template.name} does not allow spot; launch it on-demand.",
+                            status=400, field="market")
     try:
         compute = price_get(region=membership.course.region,
                             instance_type=template.instance_type).usd_per_hour
+        if market == "spot":  # the catalog's spot price, else on-demand: never undershoot
+            compute = offer.spot_usd_per_hour or compute
         storage = storage_usd_per_hour(
             region=membership.course.region,
             gib=template.root_volume_gib + template.home_volume_gib)
@@ -317,7 +331,7 @@ def workspace_launch(*, membership: Membership, template_slug: str, name: str,
                 workspace = Workspace.objects.create(
                     owner=membership, template=template, name=name,
                     cloud_account=cloud_account_default(),
-                    instance_type=template.instance_type,
+                    instance_type=template.instance_type, market=market,
                     state=State.QUEUED if queued else State.REQUESTED,
                     root_volume_gib=template.root_volume_gib,
                     home_volume_gib=template.home_volume_gib,
@@ -459,27 +473,9 @@ def workspace_provision(*, workspace_id: int) -> Workspace | None:
         if workspace.instance_id:  # it existed and is gone: do not silently make another
             return workspace_fail(workspace_id=workspace.pk,
                                   reason=f"Instance {workspace.instance_id} disappeared.")
-        template = workspace.template
-        account = network.account_network_ensure(account=account, ports=template.port_list)
-        # A fresh agent token for the machine about to exist; only its hash is kept.
-        token = agent.agent_token_issue(workspace=workspace)
-        instance = aws.instance_run(
-            account,
-            client_token=str(workspace.client_token),
-            image_id=aws.image_resolve(account, template.image),
-            instance_type=workspace.instance_type,
-            user_data=agent.user_data_build(bootstrap=template.bootstrap,
-                                            workspace_id=workspace.pk, token=token),
-            root_volume_gib=template.root_volume_gib,
-            key_name=keys.launch_key_name(account=account, workspace=workspace),
-            tags={
-                "Name": f"lens-{workspace.pk}-{workspace.name}"[:255],
-                aws.TAG_WORKSPACE: str(workspace.pk),
-                aws.TAG_COURSE: str(workspace.owner.course_id),
-                aws.TAG_MEMBER: str(workspace.owner_id),
-            },
-        )
-        log.info("workspace %s: ran %s", workspace.pk, instance.id)
+        from provisioning import lifecycle
+
+        instance = lifecycle.instance_run_for(workspace=workspace)
     if workspace.state == State.REQUESTED:
         try:
             workspace_transition(workspace=workspace, to=State.PENDING,
@@ -549,8 +545,17 @@ def workspaces_stop_instances(*, workspace_ids: list[int]) -> BatchStop:
 
 def workspace_start_instance(*, workspace_id: int) -> Workspace | None:
     workspace = _fresh(workspace_id)
-    if workspace is None or workspace.state != State.PENDING or not workspace.instance_id:
+    if workspace is None or workspace.state != State.PENDING:
         return workspace
+    if not workspace.instance_id:  # AWS took the machine (spot): a fresh one, same home
+        from provisioning import lifecycle
+
+        instance = (aws.instance_find_for_workspace(workspace.cloud_account,
+                                                    workspace_id=workspace.pk)
+                    or lifecycle.instance_run_for(workspace=workspace))
+        Workspace.objects.filter(pk=workspace.pk).update(instance_id=instance.id)
+        workspace.instance_id = instance.id
+        return workspace_sync(workspace=workspace, instance=instance)
     aws.instances_start(workspace.cloud_account, [workspace.instance_id])
     return workspace_sync(workspace=workspace)
 
@@ -565,11 +570,24 @@ _FOLD: dict[tuple[str, str], State] = {
 
 def workspace_sync(*, workspace: Workspace, instance: aws.Instance | None = None) -> Workspace:
     """Fold what EC2 reports for the workspace's instance into its state."""
+    from provisioning import lifecycle
+
+    if workspace.state == State.RESETTING:  # its old machine is going on purpose
+        return workspace
     if instance is None:
         instance = aws.instance_get(workspace.cloud_account, workspace.instance_id)
     addresses = {"public_ip": instance.public_ip, "private_ip": instance.private_ip,
                  "public_dns": instance.public_dns}
     target = _FOLD.get((State(workspace.state), instance.state))
+    if (workspace.market == "spot" and instance.state in {"stopped", "shutting-down",
+                                                          "terminated"}
+            and lifecycle.is_spot_interruption(instance)):
+        return lifecycle.workspace_interrupted(workspace_id=workspace.pk,
+                                               reason=instance.state_reason,
+                                               instance_state=instance.state)
+    if target == State.RUNNING and not lifecycle.home_volume_ready(workspace=workspace,
+                                                                   instance=instance):
+        return workspace  # the next poll finds the home volume ready and attaches it
     if target is None:
         if instance.state in {"shutting-down", "terminated"} and \
                 workspace.state not in {State.TERMINATING, State.TERMINATED, State.ARCHIVED}:

@@ -15,6 +15,7 @@ class State(models.TextChoices):
     STOPPING = "stopping", "Stopping"
     STOPPED = "stopped", "Stopped"
     HIBERNATING = "hibernating", "Hibernating"
+    RESETTING = "resetting", "Resetting"
     TERMINATING = "terminating", "Terminating"
     TERMINATED = "terminated", "Terminated"
     ARCHIVED = "archived", "Archived"
@@ -30,12 +31,16 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.REQUESTED, State.PENDING, State.STOPPED, State.FAILED,
                              State.TERMINATED}),
     State.REQUESTED: frozenset({State.PENDING, State.FAILED}),
-    State.PENDING: frozenset({State.RUNNING, State.FAILED}),
-    State.RUNNING: frozenset({State.STOPPING, State.HIBERNATING}),
+    # pending → stopping: a spot machine reclaimed before it came up.
+    State.PENDING: frozenset({State.RUNNING, State.FAILED, State.STOPPING}),
+    State.RUNNING: frozenset({State.STOPPING, State.HIBERNATING, State.RESETTING}),
     State.STOPPING: frozenset({State.STOPPED}),
-    State.HIBERNATING: frozenset({State.STOPPED}),
-    State.STOPPED: frozenset({State.PENDING, State.QUEUED}),
-    State.FAILED: frozenset(),
+    # hibernating → stopping: AWS refused to hibernate, so it is a plain stop.
+    State.HIBERNATING: frozenset({State.STOPPED, State.STOPPING}),
+    State.STOPPED: frozenset({State.PENDING, State.QUEUED, State.RESETTING}),
+    # resetting: backing up and replacing the machine; the home volume stays.
+    State.RESETTING: frozenset({State.PENDING, State.FAILED}),
+    State.FAILED: frozenset({State.RESETTING}),
     State.TERMINATING: frozenset({State.TERMINATED}),
     State.TERMINATED: frozenset({State.ARCHIVED}),
     State.ARCHIVED: frozenset(),
@@ -47,7 +52,7 @@ ALLOWED = {
 
 # States in which a machine may be costing compute money or is on its way.
 ACTIVE_STATES = frozenset({State.REQUESTED, State.PENDING, State.RUNNING, State.STOPPING,
-                           State.HIBERNATING})
+                           State.HIBERNATING, State.RESETTING})
 # States in which a workspace holds one of its template's capacity slots (a queued
 # one waits for a slot; a stopped one gave its slot back).
 SLOT_STATES = ACTIVE_STATES

@@ -11,7 +11,16 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from provisioning import aws, enforcement, idle, metering, ratelimit, services, slots
+from provisioning import (
+    aws,
+    enforcement,
+    idle,
+    lifecycle,
+    metering,
+    ratelimit,
+    services,
+    slots,
+)
 from provisioning.broadcast import broadcast_member_workspaces
 from provisioning.models import BudgetWatch, Workspace
 from provisioning.states import SETTLING_STATES
@@ -104,6 +113,69 @@ def workspaces_stop_task(self, workspace_ids: list[int]) -> None:
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def workspace_start_task(self, workspace_id: int) -> None:
     _run(self, services.workspace_start_instance, workspace_id)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def workspace_hibernate_task(self, workspace_id: int) -> None:
+    _run(self, lifecycle.workspace_hibernate_instance, workspace_id)
+
+
+def _advance(task, advance, object_id: int, check: int, give_up) -> None:
+    """Run one pass of a multi-step change; poll again while AWS is busy.
+
+    Transient AWS errors retry with backoff; anything else is recorded by `give_up`.
+    """
+    try:
+        finished = advance(object_id)
+    except aws.AwsError as exc:
+        if exc.transient and task.request.retries < MAX_RETRIES:
+            raise task.retry(exc=exc, countdown=min(2 ** task.request.retries, 60)) from exc
+        log.warning("%s %s: giving up: %s", task.name, object_id, exc)
+        give_up(object_id, str(exc))
+        return
+    if finished:
+        return
+    if check >= MAX_SETTLE_CHECKS:
+        give_up(object_id, "AWS did not finish in time; Lens will pick it up again shortly.")
+        return
+    task.apply_async((object_id, check + 1), countdown=settings.LENS_POLL_SECONDS)
+
+
+def _terminate_give_up(workspace_id: int, reason: str) -> None:
+    services.workspace_fail(workspace_id=workspace_id, reason=reason)
+
+
+def _reset_give_up(reset_id: int, reason: str) -> None:
+    lifecycle.workspace_reset_fail(reset_id=reset_id, reason=reason)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def workspace_terminate_task(self, workspace_id: int, check: int = 1) -> None:
+    _advance(self, lambda pk: lifecycle.workspace_terminate_advance(workspace_id=pk),
+             workspace_id, check, _terminate_give_up)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def workspace_reset_task(self, reset_id: int, check: int = 1) -> None:
+    _advance(self, lambda pk: lifecycle.workspace_reset_advance(reset_id=pk),
+             reset_id, check, _reset_give_up)
+
+
+@shared_task
+def backups_expire_task() -> int:
+    """Hourly: delete reset and deletion backups past their keeping time."""
+    return lifecycle.backups_expire(now=timezone.now())
+
+
+@shared_task
+def lifecycle_resume_task() -> int:
+    """Safety net on beat: pick up resets and deletions whose worker died."""
+    resets, deleting = lifecycle.lifecycle_stalled(now=timezone.now())
+    for reset_id in resets:
+        workspace_reset_task.delay(reset_id)
+    for workspace_id in deleting:
+        workspace_terminate_task.delay(workspace_id)
+    return len(resets) + len(deleting)
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)

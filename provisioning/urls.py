@@ -20,4 +20,7 @@ urlpatterns = [
     path("workspaces/<int:workspace_id>/leave-queue/", views.leave_queue,
          name="workspace-leave-queue"),
     path("courses/<int:course_id>/slots/", views.slots_page, name="course-slots"),
+    path("workspaces/<int:workspace_id>/hibernate/", views.hibernate, name="workspace-hibernate"),
+    path("workspaces/<int:workspace_id>/reset/", views.reset, name="workspace-reset"),
+    path("workspaces/<int:workspace_id>/delete/", views.delete, name="workspace-delete"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -12,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from courses.policy import Action, membership_may
 from courses.services import membership_get_active
-from provisioning import services, slots
+from provisioning import lifecycle, services, slots
 from provisioning.access import workspace_get_for
 from provisioning.cards import member_workspace_context
 from provisioning.connect import workspace_connect
@@ -36,7 +37,8 @@ def launch(request, course_id: int):
     try:
         workspace = services.workspace_launch(
             membership=membership, template_slug=request.POST.get("template", ""),
-            name=request.POST.get("name", ""), actor=request.user)
+            name=request.POST.get("name", ""), actor=request.user,
+            market=request.POST.get("market") or "on_demand")
     except services.LaunchRefused as refusal:
         if not request.htmx:
             messages.error(request, refusal.message)
@@ -55,20 +57,25 @@ def launch(request, course_id: int):
                           warning=workspace.launch_warning)
 
 
-def _operate(request, workspace_id: int, operation) -> HttpResponse:
-    workspace = workspace_get_for(user=request.user, workspace_id=workspace_id,
-                                  action=Action.OPERATE_WORKSPACE)
+def _operate(request, workspace_id: int, operation, *, action: Action = Action.OPERATE_WORKSPACE,
+             notice: str = "") -> HttpResponse:
+    workspace = workspace_get_for(user=request.user, workspace_id=workspace_id, action=action)
     error = ""
     try:
         operation(workspace=workspace, actor=request.user)
     except services.TransitionError as exc:
         error = str(exc)
+    notice = "" if error else notice.format(name=workspace.name)
     if not request.htmx:
         if error:
             messages.error(request, error)
+        elif notice:
+            messages.success(request, notice)
+        if request.POST.get("from") == "detail" and action is not Action.DELETE_WORKSPACE:
+            return redirect("workspace-detail", workspace.pk)
         return redirect("home")
     return _list_fragment(request, workspace.owner_id, status=409 if error else 200, error=error,
-                          warning=workspace.launch_warning)
+                          warning=workspace.launch_warning, notice=notice)
 
 
 @login_required
@@ -105,6 +112,28 @@ def slots_page(request, course_id: int):
 
 
 @login_required
+@require_POST
+def hibernate(request, workspace_id: int):
+    return _operate(request, workspace_id, lifecycle.workspace_hibernate)
+
+
+@login_required
+@require_POST
+def reset(request, workspace_id: int):
+    return _operate(request, workspace_id, lifecycle.workspace_reset,
+                    action=Action.RESET_WORKSPACE,
+                    notice="Resetting {name}: the files in /home stay; the card shows each step.")
+
+
+@login_required
+@require_POST
+def delete(request, workspace_id: int):
+    return _operate(request, workspace_id, lifecycle.workspace_terminate,
+                    action=Action.DELETE_WORKSPACE,
+                    notice="Deleting {name}. Its home volume is backed up first.")
+
+
+@login_required
 def detail(request, workspace_id: int):
     workspace = workspace_get_for(user=request.user, workspace_id=workspace_id,
                                   action=Action.VIEW_WORKSPACE)
@@ -113,7 +142,23 @@ def detail(request, workspace_id: int):
     return render(request, "provisioning/workspace_detail.html",
                   {"workspace": workspace, "events": events,
                    "course": workspace.owner.course, "is_owner": is_owner,
-                   "connect": workspace_connect(workspace=workspace, viewer_is_owner=is_owner)})
+                   "connect": workspace_connect(workspace=workspace, viewer_is_owner=is_owner),
+                   "backups": workspace.backups.filter(deleted_at=None),
+                   "retention_days": settings.LENS_BACKUP_RETENTION_DAYS,
+                   **_lifecycle_permissions(request.user, workspace)})
+
+
+def _lifecycle_permissions(user, workspace) -> dict:
+    """Which of the lifecycle buttons this viewer may see on the detail page."""
+    from courses.models import Membership
+    from courses.policy import membership_may
+
+    actor = Membership.objects.active().filter(user=user,
+                                               course_id=workspace.owner.course_id).first()
+    return {f"may_{name}": membership_may(actor=actor, action=action, owner=workspace.owner)
+            for name, action in (("operate", Action.OPERATE_WORKSPACE),
+                                 ("reset", Action.RESET_WORKSPACE),
+                                 ("delete", Action.DELETE_WORKSPACE))}
 
 
 @login_required

@@ -41,6 +41,8 @@ COURSE_ACTIONS: dict[Action, set[str]] = {
 MEMBER_ACTIONS: dict[Action, tuple[set[str], set[str]]] = {
     Action.VIEW_WORKSPACE: (EVERYONE, STAFF),
     Action.OPERATE_WORKSPACE: (EVERYONE, {INS, HTA}),
+    Action.RESET_WORKSPACE: (EVERYONE, {INS, HTA}),
+    Action.DELETE_WORKSPACE: (EVERYONE, {INS}),
     Action.VIEW_MONEY: (EVERYONE, STAFF),
     Action.MANAGE_BUDGET: ({INS}, {INS}),
     Action.SEND_MESSAGE: (set(), STAFF),  # staff write to students, never to themselves

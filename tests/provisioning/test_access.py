@@ -115,6 +115,7 @@ def test_course_templates_api_lists_prices_to_members_only(client, approved, stu
     assert response.json() == [{
         "slug": "ml-cpu-student", "name": "ML CPU workspace", "description": "",
         "instance_type": "t3.medium", "usd_per_hour": "0.0416", "usd_per_day": "1.00",
+        "spot_allowed": False, "spot_usd_per_hour": None, "hibernation": False,
         "requires_approval": False, "note": ""}]
     client.logout()
     login(client, MembershipFactory(user__username="stranger"))
