@@ -195,3 +195,21 @@ def idle_sweep_task(account_id: int | None = None) -> dict:
     return {"checked": summary.checked, "warned": len(summary.warned),
             "finished": len(summary.finished), "stopped": len(summary.stopped),
             "aws_calls": summary.aws_calls}
+
+
+# --- reconcile ---------------------------------------------------------------
+
+
+@shared_task
+def reconcile_task() -> dict:
+    """Every minute: fold AWS's view of every account into Lens.
+
+    One run per account at a time (a Redis lock); an overlapping run skips it.
+    """
+    from provisioning import reconcile
+
+    results = reconcile.reconcile_all()
+    return {str(pk): (None if s is None else {"seen": s.seen, "changed": s.changed,
+                                              "orphans": s.orphans, "adopted": s.adopted,
+                                              "stopped": s.stopped, "calls": s.calls})
+            for pk, s in results.items()}
