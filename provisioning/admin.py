@@ -4,6 +4,7 @@ from provisioning.models import (
     ApprovedTemplate,
     CloudAccount,
     KeyPair,
+    OrphanInstance,
     Workspace,
     WorkspaceEvent,
     WorkspaceTemplate,
@@ -66,6 +67,19 @@ class KeyPairAdmin(admin.ModelAdmin):
     search_fields = ["user__email", "fingerprint"]
     readonly_fields = ["user", "name", "key_type", "public_key", "fingerprint", "source",
                        "created_at"]
+
+
+@admin.register(OrphanInstance)
+class OrphanInstanceAdmin(admin.ModelAdmin):
+    """Machines with Lens's tags that no workspace accounts for; the reconciler keeps this."""
+
+    list_display = ["instance_id", "instance_type", "aws_state", "why", "action", "course_id",
+                    "first_seen", "last_seen", "resolved_at"]
+    list_filter = ["action", "aws_state", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["instance_id", "why"]
+    readonly_fields = ["cloud_account", "instance_id", "instance_type", "aws_state", "tags",
+                       "workspace_id", "course_id", "why", "action", "first_seen", "last_seen",
+                       "resolved_at"]
 
     def has_add_permission(self, request):
         return False
