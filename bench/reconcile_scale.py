@@ -17,9 +17,10 @@ far slower per instance than EC2) and Lens's own time.
 moto pages DescribeInstances by reservation, while EC2 counts instances, so
 every instance is run in a reservation of its own, making the two agree.
 Instances are created inside moto's backend in-process (thousands of
-RunInstances requests over HTTP would take most of an hour), with moto's
-linear instance lookup replaced by a newest-first one for the same reason;
-neither changes what the reconciler sees.
+RunInstances requests over HTTP would take most of an hour), and two of
+moto's lookups that scan the whole account per instance (an instance by id,
+a resource's tags) are replaced by direct ones, or 10,000 instances would
+take moto hours to describe; neither changes what the reconciler sees.
 
 Run it in the embedded dev stack, with ports and data of its own; it creates
 and later drops a throwaway database `lens_bench_reconcile`:
@@ -136,7 +137,17 @@ def moto_backend():
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ec2.exceptions import InvalidInstanceIdError
     from moto.ec2.models import ec2_backends
+    from moto.ec2.models.core import TaggedEC2Resource
     from moto.ec2.models.instances import InstanceBackend
+    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+
+    def own_tags(self):
+        """moto finds a resource's tags by scanning every tag in the account; look them up."""
+        if not self.id:
+            return []
+        kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(self.id), "")
+        return [{"resource_id": self.id, "key": k, "value": v, "resource_type": kind}
+                for k, v in self.ec2_backend.tags.get(self.id, {}).items()]
 
     def newest_first(self, instance_id):
         """moto's lookup scans every instance; the one asked for is nearly always the newest."""
@@ -148,6 +159,7 @@ def moto_backend():
         raise InvalidInstanceIdError(instance_id)
 
     InstanceBackend.get_instance = newest_first
+    TaggedEC2Resource.get_tags = own_tags
     return ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
 
 
