@@ -331,6 +331,7 @@ def reconcile_account(*, account: CloudAccount, now: datetime | None = None,
 
     now = now or timezone.now()
     summary = ReconcileSummary()
+    listed_at = timezone.now()
     listing = aws.instances_describe_tagged(account, page_size=page_size)
     summary.calls += listing.calls
     summary.seen = len(listing.instances)
@@ -363,6 +364,11 @@ def reconcile_account(*, account: CloudAccount, now: datetime | None = None,
     folds: list[tuple[Workspace, Fold]] = []
     for workspace in workspaces:
         if workspace.state not in FOLDED_STATES:
+            continue
+        if workspace.state_changed_at > listed_at:
+            # Lens moved it after AWS was asked (a stop finishing, a start): the listing is
+            # older than the row, and folding it would undo the change. Next minute's will do.
+            claimed.add(workspace.instance_id)
             continue
         if workspace.instance_id:
             instance = by_id.get(workspace.instance_id)

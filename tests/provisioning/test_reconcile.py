@@ -147,6 +147,24 @@ def test_a_stop_whose_task_died_is_sent_again_and_then_folded_in(running, fake_a
     assert running.stop_reason == "user"
 
 
+def test_a_stop_that_finishes_while_aws_is_being_listed_is_not_undone(
+        running, monkeypatch, django_capture_on_commit_callbacks):
+    real_listing = aws.instances_describe_tagged
+
+    def listing_then_member_stops(account, page_size):
+        listing = real_listing(account, page_size=page_size)  # says: running
+        with django_capture_on_commit_callbacks(execute=True):
+            services.workspace_stop(workspace=running, actor=running.owner.user)
+        return listing
+
+    monkeypatch.setattr(aws, "instances_describe_tagged", listing_then_member_stops)
+    reconcile_now(running)
+
+    running.refresh_from_db()
+    assert running.state == State.STOPPED
+    assert running.stop_reason == "user"
+
+
 def test_changes_reach_the_member_and_course_pages_after_commit(
         running, fake_aws, django_capture_on_commit_callbacks, monkeypatch):
     told = []
