@@ -354,7 +354,8 @@ def reconcile_account(*, account: CloudAccount, now: datetime | None = None,
     # Machines a workspace recorded but the tag listing lacks: terminated long ago, or
     # their tags were removed. Asked for by id, so a live untagged machine is not taken for gone.
     missing = [w.instance_id for w in workspaces
-               if w.state in FOLDED_STATES and w.instance_id and w.instance_id not in by_id]
+               if w.state in FOLDED_STATES and w.instance_id and w.instance_id not in by_id
+               and w.state_changed_at <= listed_at]
     if missing:
         extra = aws.instances_describe_ids(account, missing)
         summary.calls += extra.calls
