@@ -38,6 +38,11 @@ app.conf.beat_schedule = {
         "task": "provisioning.tasks.idle_sweep_task",
         "schedule": 60.0,
     },
+    # AWS is the source of truth: console stops, terminations, orphans folded in.
+    "reconcile": {
+        "task": "provisioning.tasks.reconcile_task",
+        "schedule": 60.0,
+    },
     "workspaces-settle-sweep": {
         "task": "provisioning.tasks.workspaces_settle_sweep",
         "schedule": 60.0,

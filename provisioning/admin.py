@@ -5,6 +5,7 @@ from provisioning.models import (
     CloudAccount,
     KeyPair,
     LaunchQueueEntry,
+    OrphanInstance,
     Workspace,
     WorkspaceEvent,
     WorkspaceTemplate,
@@ -79,6 +80,19 @@ class LaunchQueueEntryAdmin(admin.ModelAdmin):
     search_fields = ["membership__email", "workspace__name"]
     readonly_fields = ["course", "template", "membership", "workspace", "status", "created_at",
                        "admitted_at", "closed_at", "reason"]
+
+
+@admin.register(OrphanInstance)
+class OrphanInstanceAdmin(admin.ModelAdmin):
+    """Machines with Lens's tags that no workspace accounts for; the reconciler keeps this."""
+
+    list_display = ["instance_id", "instance_type", "aws_state", "why", "action", "course_id",
+                    "first_seen", "last_seen", "resolved_at"]
+    list_filter = ["action", "aws_state", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["instance_id", "why"]
+    readonly_fields = ["cloud_account", "instance_id", "instance_type", "aws_state", "tags",
+                       "workspace_id", "course_id", "why", "action", "first_seen", "last_seen",
+                       "resolved_at"]
 
     def has_add_permission(self, request):
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -931,3 +932,104 @@ def metrics_fetch(account: CloudAccount, *, instance_ids: list[str], start: date
                 break
             params["NextToken"] = response["NextToken"]
     return Metrics(instances=found, calls=calls)
+
+
+# --- reconcile: every Lens-tagged instance in an account ---------------------
+
+# DescribeInstances takes MaxResults between 5 and 1,000; a filter takes up to 200 values.
+_PAGE_MIN, _PAGE_MAX = 5, 1000
+_FILTER_VALUES_MAX = 200
+_TRANSITION_AT = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
+
+
+@dataclass(frozen=True)
+class TaggedInstance(Instance):
+    """An instance as the reconciler needs it: why and when it last changed state."""
+
+    state_reason_code: str = ""  # e.g. Client.UserInitiatedShutdown, Server.SpotInstanceTermination
+    state_transition_reason: str = ""  # e.g. "User initiated (2026-01-12 10:00:00 GMT)"
+
+    @classmethod
+    def from_api(cls, data: dict) -> TaggedInstance:
+        base = Instance.from_api(data)
+        return cls(**base.__dict__,
+                   state_reason_code=(data.get("StateReason") or {}).get("Code", ""),
+                   state_transition_reason=data.get("StateTransitionReason", "") or "")
+
+    @property
+    def workspace_id(self) -> int | None:
+        try:
+            return int(self.tags.get(TAG_WORKSPACE, ""))
+        except ValueError:
+            return None
+
+    @property
+    def transition_at(self) -> datetime | None:
+        """When AWS last changed the instance's state, if it says (stops and terminations do)."""
+        match = _TRANSITION_AT.search(self.state_transition_reason)
+        if not match:
+            return None
+        return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+    @property
+    def is_spot_interruption(self) -> bool:
+        return self.state_reason_code == "Server.SpotInstanceTermination"
+
+
+@dataclass
+class InstanceListing:
+    """Instances from a paged listing, and how many requests it took."""
+
+    instances: list[TaggedInstance]
+    calls: int
+
+
+def instances_describe_tagged(account: CloudAccount, *, page_size: int = _PAGE_MAX,
+                              ) -> InstanceListing:
+    """Every instance in the account that carries a Lens workspace tag, in any state.
+
+    One DescribeInstances per page of `page_size` (AWS allows 5 to 1,000), so
+    N instances cost ⌈N/1000⌉ calls. Terminated instances are included while
+    AWS still lists them (about an hour): that is how a console terminate is seen.
+    """
+    page_size = max(_PAGE_MIN, min(_PAGE_MAX, page_size))
+    params: dict = {"Filters": [{"Name": "tag-key", "Values": [TAG_WORKSPACE]}],
+                    "MaxResults": page_size}
+    instances: list[TaggedInstance] = []
+    calls = 0
+    while True:
+        try:
+            response = _client(account, "ec2").describe_instances(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+        calls += 1
+        instances.extend(TaggedInstance.from_api(i) for r in response["Reservations"]
+                         for i in r["Instances"])
+        if not response.get("NextToken"):
+            return InstanceListing(instances, calls)
+        params["NextToken"] = response["NextToken"]
+
+
+def instances_describe_ids(account: CloudAccount, instance_ids: list[str]) -> InstanceListing:
+    """These instances, tagged or not; ids AWS no longer knows are simply absent.
+
+    A filter rather than InstanceIds, because one unknown id would fail the
+    whole InstanceIds request.
+    """
+    instances: list[TaggedInstance] = []
+    calls = 0
+    for start in range(0, len(instance_ids), _FILTER_VALUES_MAX):
+        params: dict = {"Filters": [{"Name": "instance-id",
+                                     "Values": instance_ids[start:start + _FILTER_VALUES_MAX]}]}
+        while True:
+            try:
+                response = _client(account, "ec2").describe_instances(**params)
+            except (ClientError, BotoCoreError) as exc:
+                raise _translate(exc) from exc
+            calls += 1
+            instances.extend(TaggedInstance.from_api(i) for r in response["Reservations"]
+                             for i in r["Instances"])
+            if not response.get("NextToken"):
+                break
+            params["NextToken"] = response["NextToken"]
+    return InstanceListing(instances, calls)

@@ -512,13 +512,14 @@ def workspace_interrupted(*, workspace_id: int, reason: str,
                                               reason=text, stop_reason=Workspace.StopReason.SPOT)
             services.workspace_transition(workspace=workspace, to=State.STOPPED, reason=text,
                                           **fields)
-            transaction.on_commit(lambda: _interruption_email(workspace))
+            transaction.on_commit(lambda: interruption_notify(workspace))
     except services.StaleState:
         return _fresh(workspace_id)
     return workspace
 
 
-def _interruption_email(workspace: Workspace) -> None:
+def interruption_notify(workspace: Workspace) -> None:
+    """Email the owner that AWS took their spot machine back (their /home is safe)."""
     owner = workspace.owner
     if not owner.email:
         return

@@ -120,6 +120,7 @@ class Workspace(models.Model):
         STAFF = "staff", "by course staff"
         SPOT = "spot", "AWS reclaimed the spot capacity"
         REVOKED = "revoked", "access to the course revoked"
+        OUTSIDE = "outside", "outside Lens (in the AWS console or by AWS)"
 
     owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="workspaces")
     template = models.ForeignKey(WorkspaceTemplate, on_delete=models.PROTECT,
@@ -445,3 +446,44 @@ class LaunchQueueEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workspace_id} in line for {self.template_id} ({self.status})"
+
+
+class OrphanInstance(models.Model):
+    """An instance carrying Lens's tags that no live workspace accounts for.
+
+    The reconciler records it, tells staff once, and stops it (or adopts it
+    into a workspace whose launch task died before it could write the id).
+    Instances cost money whoever started them; this is where staff see them.
+    """
+
+    class Action(models.TextChoices):
+        NONE = "", "none (already stopped)"
+        STOPPED = "stopped", "stopped by Lens"
+        ADOPTED = "adopted", "adopted into its workspace"
+
+    cloud_account = models.ForeignKey(CloudAccount, on_delete=models.CASCADE,
+                                      related_name="orphans")
+    instance_id = models.CharField(max_length=40)
+    instance_type = models.CharField(max_length=32, blank=True)
+    aws_state = models.CharField(max_length=20, help_text="EC2's state when last looked at.")
+    tags = models.JSONField(default=dict)
+    workspace_id = models.BigIntegerField(null=True, blank=True,
+                                          help_text="The workspace its tag names, if any.")
+    course_id = models.BigIntegerField(null=True, blank=True,
+                                       help_text="The course its tag names, if any.")
+    why = models.CharField(max_length=200)
+    action = models.CharField(max_length=20, choices=Action.choices, blank=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="When it was adopted or AWS stopped listing it.")
+
+    class Meta:
+        ordering = ["-first_seen"]
+        constraints = [
+            models.UniqueConstraint(fields=["cloud_account", "instance_id"],
+                                    name="orphan_instance_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} ({self.why})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -92,17 +93,22 @@ def _watch_budget_on_commit(membership_id: int) -> None:
 
 
 def workspace_transition(*, workspace: Workspace, to: State, actor=None, reason: str = "",
-                         **fields) -> Workspace:
+                         at: datetime | None = None, **fields) -> Workspace:
     """Move `workspace` from the state it was read in to `to`, or raise.
 
     Compare-and-swap on the state column, so of two concurrent changes from
     the same state exactly one wins and writes its event. `fields` are saved
-    in the same UPDATE. Live listeners hear about it after commit.
+    in the same UPDATE. Live listeners hear about it after commit. `at` dates
+    a change that happened earlier (the reconciler folding in a stop AWS made
+    at a known time, so metering ends the run there); it never goes before
+    the previous change or after now.
     """
     current = workspace.state
     if not is_allowed(current, to):
         raise TransitionNotAllowed(f"A workspace cannot go from {current} to {to}.")
     now = timezone.now()
+    if at is not None:
+        now = min(now, max(at, workspace.state_changed_at))
     with transaction.atomic():
         changed = Workspace.objects.filter(pk=workspace.pk, state=current).update(
             state=to, state_changed_at=now, **fields

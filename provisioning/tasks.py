@@ -286,3 +286,21 @@ def slots_admit_sweep() -> int:
     for course_id, template_id in pools:
         slots_admit_task.delay(course_id, template_id)
     return len(pools)
+
+
+# --- reconcile ---------------------------------------------------------------
+
+
+@shared_task
+def reconcile_task() -> dict:
+    """Every minute: fold AWS's view of every account into Lens.
+
+    One run per account at a time (a Redis lock); an overlapping run skips it.
+    """
+    from provisioning import reconcile
+
+    results = reconcile.reconcile_all()
+    return {str(pk): (None if s is None else {"seen": s.seen, "changed": s.changed,
+                                              "orphans": s.orphans, "adopted": s.adopted,
+                                              "stopped": s.stopped, "calls": s.calls})
+            for pk, s in results.items()}
