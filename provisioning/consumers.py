@@ -1,70 +1,36 @@
 """Websocket consumers: authorize in connect(), then join one group per object."""
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
-
+from courses.consumers import FORBIDDEN, GroupConsumer
 from courses.models import Membership
 from provisioning.broadcast import course_group, member_group
 from provisioning.course_page import course_page_may_view
 
-# Close code for "not allowed", in the application range (4000-4999).
-FORBIDDEN = 4403
+__all__ = ["FORBIDDEN", "CoursePageConsumer", "MemberWorkspacesConsumer"]
 
 
-class MemberWorkspacesConsumer(AsyncWebsocketConsumer):
+class MemberWorkspacesConsumer(GroupConsumer):
     """Live workspace cards for one membership: only its own user may listen."""
 
-    async def connect(self):
-        membership_id = self.scope["url_route"]["kwargs"]["membership_id"]
-        if not await self._may_listen(membership_id):
-            await self.close(code=FORBIDDEN)
-            return
-        self.group = member_group(membership_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+    workspaces_update = GroupConsumer.relay
+    # Other panels of the same dashboard (courses.live: inbox, help request).
+    member_update = GroupConsumer.relay
 
-    async def disconnect(self, code):
-        if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+    def group_for(self, kwargs):
+        return member_group(kwargs["membership_id"])
 
-    async def workspaces_update(self, event):
-        await self.send(text_data=event["html"])
-
-    async def member_update(self, event):
-        """Other panels of the same dashboard (courses.live: inbox, help request)."""
-        await self.send(text_data=event["html"])
-
-    @database_sync_to_async
-    def _may_listen(self, membership_id: int) -> bool:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            return False
-        return Membership.objects.active().filter(pk=membership_id, user=user).exists()
+    def may_listen(self, user, kwargs):
+        return Membership.objects.active().filter(pk=kwargs["membership_id"], user=user).exists()
 
 
-class CoursePageConsumer(AsyncWebsocketConsumer):
+class CoursePageConsumer(GroupConsumer):
     """Live rows of the staff course page: only the course's staff may listen."""
 
-    async def connect(self):
-        course_id = self.scope["url_route"]["kwargs"]["course_id"]
-        if not await self._may_listen(course_id):
-            await self.close(code=FORBIDDEN)
-            return
-        self.group = course_group(course_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+    course_update = GroupConsumer.relay
 
-    async def disconnect(self, code):
-        if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+    def group_for(self, kwargs):
+        return course_group(kwargs["course_id"])
 
-    async def course_update(self, event):
-        await self.send(text_data=event["html"])
-
-    @database_sync_to_async
-    def _may_listen(self, course_id: int) -> bool:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            return False
-        actor = Membership.objects.active().filter(user=user, course_id=course_id).first()
+    def may_listen(self, user, kwargs):
+        actor = (Membership.objects.active()
+                 .filter(user=user, course_id=kwargs["course_id"]).first())
         return course_page_may_view(actor)
