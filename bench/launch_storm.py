@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args)
-    args.timeout = args.timeout or args.n // 2 + 120
+    # Pacing takes n/2 s; each machine then needs its home volume made and attached.
+    args.timeout = args.timeout or args.n // 2 + 300
     return storm_main(args)
 
 

@@ -7,8 +7,8 @@ each with its workspace in the database (running, one per student). Then:
   floor ⌈N/1000⌉, time, and database queries (which must not grow with N);
 - a reconcile after 1 % of the machines were stopped in the console: the
   same, plus the transitions it made;
-- the idle sweep (batched GetMetricData, floor ⌈N/500⌉), once
-  `provisioning.idle` exists: add its measurement in `idle_sweep_measure`.
+- the idle sweep (batched GetMetricData, floor ⌈N/500⌉; Lens asks three
+  metrics a machine, so it makes ⌈3N/500⌉), first and in steady state.
 
 AWS calls are counted at the botocore client (every request the adapter
 makes); time is split into time spent waiting for AWS (here moto, which is

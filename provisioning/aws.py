@@ -432,11 +432,22 @@ def _batch_send(account: CloudAccount, chunk: list[str], *, operation: str, buck
 # --- key pairs and network --------------------------------------------------
 
 
+# EC2 calls that change something share the "mutate" bucket (5/s); describes do not.
+_MUTATING = ("create_", "attach_", "delete_", "modify_", "authorize_", "import_")
+
+
+def _mutate_paced(account: CloudAccount, operation: str) -> None:
+    """Take a token from the mutate bucket before a mutating call (may raise RateLimited)."""
+    if operation.startswith(_MUTATING):
+        ratelimit.buckets().take(scope=_scope(account), name="mutate")
+
+
 def _call(account: CloudAccount, operation: str, **params) -> dict:
+    _mutate_paced(account, operation)
     try:
         return getattr(_client(account, "ec2"), operation)(**params)
     except (ClientError, BotoCoreError) as exc:
-        raise _translate(exc) from exc
+        raise _throttle_noted(account, "mutate", exc) from exc
 
 
 def _error_code(exc: Exception) -> str:
@@ -483,12 +494,13 @@ class Snapshot:
 
 
 def _ec2_call(account: CloudAccount, operation: str, **params) -> dict:
+    _mutate_paced(account, operation)
     try:
         return getattr(_client(account, "ec2"), operation)(**params)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code", "") in _VOLUME_NOT_FOUND_CODES:
             raise ResourceNotFound(str(_translate(exc))) from exc
-        raise _translate(exc) from exc
+        raise _throttle_noted(account, "mutate", exc) from exc
     except BotoCoreError as exc:
         raise _translate(exc) from exc
 
@@ -514,6 +526,7 @@ def key_pair_ensure(account: CloudAccount, *, name: str, public_key: str,
     except BotoCoreError as exc:
         raise _translate(exc) from exc
     try:
+        _mutate_paced(account, "import_key_pair")
         ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
                             TagSpecifications=_tag_spec("key-pair", tags))
     except ClientError as exc:
@@ -582,6 +595,7 @@ def default_route_ensure(account: CloudAccount, *, vpc_id: str, gateway_id: str)
         if any(r.get("DestinationCidrBlock") == "0.0.0.0/0" for r in table.get("Routes", [])):
             continue
         try:
+            _mutate_paced(account, "create_route")
             _client(account, "ec2").create_route(RouteTableId=table["RouteTableId"],
                                                  DestinationCidrBlock="0.0.0.0/0",
                                                  GatewayId=gateway_id)
@@ -615,6 +629,7 @@ def security_group_open(account: CloudAccount, *, group_id: str, ports: list[int
     ec2 = _client(account, "ec2")
     for port in ports:
         try:
+            _mutate_paced(account, "authorize_security_group_ingress")
             ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
                 "IpProtocol": "tcp", "FromPort": port, "ToPort": port,
                 "IpRanges": [{"CidrIp": cidr, "Description": "Lens workspace access"}]}])

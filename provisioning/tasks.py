@@ -127,6 +127,9 @@ def _advance(task, advance, object_id: int, check: int, give_up) -> None:
     """
     try:
         finished = advance(object_id)
+    except ratelimit.RateLimited as limited:  # our turn in the mutate bucket comes later
+        task.apply_async((object_id, check), countdown=limited.retry_after)
+        return
     except aws.AwsError as exc:
         if exc.transient and task.request.retries < MAX_RETRIES:
             raise task.retry(exc=exc, countdown=min(2 ** task.request.retries, 60)) from exc
@@ -186,6 +189,8 @@ def workspace_settle_task(self, workspace_id: int, check: int = 1, follow: bool 
         return
     try:
         workspace = services.workspace_sync(workspace=workspace)
+    except ratelimit.RateLimited:
+        pass  # attaching the home volume waits its turn; the next check tries again
     except aws.InstanceNotFound as exc:
         services.workspace_mark_gone(workspace_id=workspace_id, reason=f"AWS no longer has the "
                                      f"instance ({exc}).")

@@ -32,7 +32,8 @@ class FakeClock:
 def make_buckets(clock: FakeClock, *, max_wait: float = 1000.0) -> TokenBuckets:
     """A worker process's view of the buckets: its own Redis connection, the shared keys."""
     return TokenBuckets(client=redis.Redis.from_url(settings.REDIS_URL),
-                        specs={"run": BucketSpec(5, 2), "stop": BucketSpec(1000, 20)},
+                        specs={"run": BucketSpec(5, 2), "stop": BucketSpec(1000, 20),
+                               "mutate": BucketSpec(200, 5)},
                         max_wait=max_wait, clock=clock, sleep=clock.sleep)
 
 
@@ -254,3 +255,25 @@ def test_a_launch_that_must_wait_for_its_turn_is_requeued_then_runs_on_its_reser
     assert requested.state == State.RUNNING
     # The slot was paid for once: a newcomer now waits one token's time, not two.
     assert buckets.take(scope=scope, name="run") == pytest.approx(0.5)
+
+
+def test_volume_key_and_network_changes_take_turns_in_the_mutate_bucket_and_describes_do_not(
+        db, settings):
+    from provisioning.services import cloud_account_default
+
+    settings.LENS_EC2_MUTATE_BURST = 2
+    settings.LENS_EC2_MUTATE_PER_SECOND = 0.01  # the next token is 100 s away
+    ratelimit.buckets_reset()
+    account = cloud_account_default()
+    tags = {"lens:test": "mutate"}
+
+    first = aws.volume_create(account, availability_zone="us-east-1a", size_gib=1, tags=tags)
+    aws.volume_create(account, availability_zone="us-east-1a", size_gib=1, tags=tags)
+    with pytest.raises(RateLimited) as limited:
+        aws.volume_create(account, availability_zone="us-east-1a", size_gib=1, tags=tags)
+    with pytest.raises(RateLimited):
+        aws.key_pair_ensure(account, name="lens-u1-test", public_key="ssh-ed25519 AAAA x",
+                            tags=tags)
+
+    assert limited.value.retry_after > 90
+    assert aws.volume_get(account, first.id).id == first.id  # describes are not paced
