@@ -43,7 +43,20 @@ def home(request):
                     membership=m, current=current_help.get(m.pk),
                     workspaces=[(c.workspace.pk, c.workspace.name) for c in cards[m.pk]])}
                for m in memberships]
+    for entry in courses:
+        entry["default_slug"] = _default_offer_slug(entry["offer_rows"])
     return render(request, "lens/home.html", {"courses": courses})
+
+
+def _default_offer_slug(rows) -> str:
+    """The template the launch form starts on: the cheapest one this member may launch
+    right away (approved for them, no shared slots), not merely the first by name."""
+    ready = [offer for offer, granted in rows
+             if (not offer.approved.requires_approval or granted) and not offer.approved.capacity]
+    if not ready:
+        return rows[0][0].template.slug if rows else ""
+    priced = [o for o in ready if o.usd_per_hour is not None]
+    return min(priced or ready, key=lambda o: o.usd_per_hour or 0).template.slug
 
 
 @login_required

@@ -68,3 +68,21 @@ def test_launching_from_the_page_returns_the_new_card(client, student, approved)
     assert response.status_code == 200
     assert "Launching hw2" in html
     assert 'data-state="requested"' in html and 'hx-swap-oob="true"' in html
+
+
+def test_the_launch_form_starts_on_the_cheapest_template_the_student_may_launch_now(
+        client, student, prices):
+    from tests.factories import ApprovedTemplateFactory, TemplateFactory
+
+    course = student.course
+    for slug, kind, extra in [("a-gpu-pool", "g4dn.xlarge", {"capacity": 1}),
+                              ("b-final", "t3.small", {"requires_approval": True}),
+                              ("c-large", "t3.large", {}), ("d-medium", "t3.medium", {})]:
+        ApprovedTemplateFactory(course=course, template=TemplateFactory(
+            slug=slug, name=slug, instance_type=kind), **extra)
+    client.force_login(student.user)
+
+    html = client.get(reverse("home")).content.decode()
+
+    assert html.count(" checked>") == 1
+    assert f'value="d-medium" id="t-{student.pk}-d-medium" checked>' in html
