@@ -187,10 +187,12 @@ def approval_request(*, membership: Membership, kind: str, reason: str,
     field = "template_slug" if kind == Kind.TEMPLATE else "amount"
     try:
         with transaction.atomic():
-            return Approval.objects.create(
+            approval = Approval.objects.create(
                 course_id=membership.course_id, membership=membership, kind=kind,
                 template_slug=template_slug if kind == Kind.TEMPLATE else "",
                 amount=amount if kind == Kind.BUDGET else None, reason=reason.strip())
+            _staff_tell_on_commit(approval)
+            return approval
     except IntegrityError as exc:  # a second click won the race for the one pending request
         if "approval_one_pending" not in str(exc):
             raise
@@ -205,6 +207,7 @@ def approval_withdraw(*, approval: Approval, actor: Membership) -> Approval:
     if not Approval.objects.filter(pk=approval.pk, status=Status.PENDING).update(
             status=Status.WITHDRAWN, decided_at=timezone.now()):
         raise ApprovalConflict("This request was already decided or withdrawn.")
+    _stats_on_commit(approval.course_id)
     approval.refresh_from_db()
     return approval
 
@@ -285,6 +288,62 @@ def _notify_on_commit(approval_id: int) -> None:
     from courses import tasks  # the task module imports this one
 
     transaction.on_commit(lambda: tasks.approval_notify_task.delay(approval_id))
+    course_id = Approval.objects.filter(pk=approval_id).values_list("course_id", flat=True)[0]
+    _stats_on_commit(course_id)
+
+
+def _stats_on_commit(course_id: int) -> None:
+    from courses.live import broadcast_course_stats
+
+    transaction.on_commit(lambda: broadcast_course_stats(course_id=course_id))
+
+
+def _staff_tell_on_commit(approval: Approval) -> None:
+    from courses import tasks
+
+    transaction.on_commit(lambda: tasks.approval_staff_notify_task.delay(approval.pk))
+    _stats_on_commit(approval.course_id)
+
+
+def approval_deciders(*, course: Course) -> list[Membership]:
+    """Who may decide the course's requests: its instructors, and its head TAs where
+    the course lets them."""
+    roles = [Membership.Role.INSTRUCTOR]
+    if course.head_ta_may_approve:
+        roles.append(Membership.Role.HEAD_TA)
+    return list(Membership.objects.active().filter(course=course, role__in=roles)
+                .exclude(email=""))
+
+
+def approval_staff_notify(*, approval_id: int) -> bool:
+    """Email the course's deciders about a new request, once (a second run sends nothing).
+
+    Claimed with a compare-and-swap on `staff_notified_at`; a request already
+    decided or withdrawn is not announced.
+    """
+    approval = (Approval.objects.select_related("membership__course")
+                .filter(pk=approval_id, status=Status.PENDING).first())
+    if approval is None:
+        return False
+    if not Approval.objects.filter(pk=approval.pk, staff_notified_at=None).update(
+            staff_notified_at=timezone.now()):
+        return False
+    course = approval.membership.course
+    to = [m.email for m in approval_deciders(course=course)]
+    if not to:
+        return False
+    context = {"approval": approval, "member": approval.membership, "course": course,
+               "approvals_url": settings.SITE_URL.rstrip("/")
+               + reverse("course-approvals", args=[course.pk])}
+    try:
+        EmailMessage(subject=f"{course.code}: {approval.membership.display_name} asks for "
+                             f"{approval.what}",
+                     body=render_to_string("courses/email/approval_requested.txt", context),
+                     to=to).send()
+    except Exception:
+        Approval.objects.filter(pk=approval.pk).update(staff_notified_at=None)
+        raise
+    return True
 
 
 def approval_notify(*, approval_id: int) -> bool:

@@ -192,10 +192,11 @@ def _why_not(request: HelpRequest) -> str:
 
 
 def _broadcast_on_commit(request: HelpRequest) -> None:
-    from courses.live import broadcast_help_queue, broadcast_member_help
+    from courses.live import broadcast_course_stats, broadcast_help_queue, broadcast_member_help
 
     course_id, membership_id = request.course_id, request.membership_id
     transaction.on_commit(lambda: broadcast_help_queue(course_id=course_id))
+    transaction.on_commit(lambda: broadcast_course_stats(course_id=course_id))
     transaction.on_commit(lambda: broadcast_member_help(membership_id=membership_id))
 
 

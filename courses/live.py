@@ -31,6 +31,28 @@ def _send(group: str, kind: str, html: str) -> None:
     async_to_sync(get_channel_layer().group_send)(group, {"type": kind, "html": html})
 
 
+def course_group(course_id: int) -> str:
+    """The staff course page's group: the same name provisioning.broadcast uses."""
+    return f"course-{course_id}"
+
+
+def broadcast_course_stats(*, course_id: int) -> None:
+    """Send the course page's counters (help queue, pending requests) to open pages."""
+    from courses.approvals import approvals_pending_count
+    from courses.help_queue import help_queue_counts
+    from courses.models import Course
+
+    try:
+        course = Course.objects.get(pk=course_id)
+        html = render_to_string("lens/_course_stats.html", {
+            "course": course, "oob": True,
+            "pending_approvals": approvals_pending_count(course),
+            "help_queue": help_queue_counts(course_ids=[course_id])[course_id]})
+        _send(course_group(course_id), "course.update", html)
+    except Exception:  # a lost live update must never undo or fail the change itself
+        log.exception("broadcast of course %s's counters failed", course_id)
+
+
 def help_queue_context(*, course) -> dict:
     from courses.help_queue import help_queue_list
 

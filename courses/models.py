@@ -222,6 +222,8 @@ class Approval(models.Model):
     # latest status went out (compare-and-swap, so a task run twice sends once).
     seen_at = models.DateTimeField(null=True, blank=True)
     notified_status = models.CharField(max_length=20, blank=True)
+    # When the course's deciders were emailed about this request (once).
+    staff_notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -64,6 +64,15 @@ def approval_notify_task(self, approval_id: int) -> None:
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
 
 
+@shared_task(bind=True, max_retries=5)
+def approval_staff_notify_task(self, approval_id: int) -> None:
+    """Tell the course's deciders about a new request; a second run sends nothing."""
+    try:
+        approvals.approval_staff_notify(approval_id=approval_id)
+    except OSError as exc:  # SMTP down or refusing for now
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+
+
 @shared_task
 def approvals_expire_task() -> int:
     """Approvals past their expiry stop applying for good (beat, every minute)."""

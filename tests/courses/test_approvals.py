@@ -468,3 +468,50 @@ def test_the_course_settings_let_head_tas_decide(client, course, prof):
     assert course.head_ta_may_approve
     page = client.get(f"/courses/{course.pk}/settings/").content.decode()
     assert 'name="head_ta_may_approve"' in page and "Head TAs may approve" in page
+
+
+# --- staff hear of new requests ---------------------------------------------------
+
+
+def test_a_new_request_is_emailed_once_to_whoever_decides_in_the_course(
+        client, student, gpu, prof, head_ta, ta, sent):
+    with sent():
+        assert ask(client, student, reason="Final project: a CNN on 40k images").status_code \
+            == 201
+    approval = Approval.objects.get()
+
+    assert [m.to for m in mail.outbox] == [[prof.email]]  # not the head TA, not the TA
+    message = mail.outbox[0]
+    assert student.display_name in message.subject and GPU in message.subject
+    assert "a CNN on 40k images" in message.body
+    assert f"/courses/{student.course_id}/approvals/" in message.body
+    assert approvals.approval_staff_notify(approval_id=approval.pk) is False  # a second run
+    assert len(mail.outbox) == 1
+
+
+def test_head_tas_hear_of_requests_where_they_may_decide_them(student, gpu, prof, head_ta, sent):
+    student.course.head_ta_may_approve = True
+    student.course.save()
+    with sent():
+        approvals.approval_request(membership=student, kind="template", template_slug=GPU,
+                                   reason="final project")
+
+    assert sorted(mail.outbox[0].to) == sorted([prof.email, head_ta.email])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_course_page_counter_follows_a_new_request_live(client, student, gpu, prof):
+    from asgiref.sync import async_to_sync
+
+    from tests.courses.test_help_live import _watch
+    from tests.provisioning.test_consumers import session_cookie
+
+    def ask_for_gpu():
+        approvals.approval_request(membership=student, kind="template", template_slug=GPU,
+                                   reason="final project")
+
+    html = async_to_sync(_watch)(f"/ws/courses/{student.course_id}/",
+                                 session_cookie(client, prof), ask_for_gpu)
+
+    assert f'id="course-stats-{student.course_id}"' in html and 'hx-swap-oob="true"' in html
+    assert 'data-testid="pending-approvals"' in html and ">1</a>" in html
