@@ -219,6 +219,7 @@ def _act(*, workspace: Workspace, policy: IdlePolicy, verdict: IdleVerdict, now:
                 services.workspace_stop(workspace=workspace, actor=None,
                                         reason=Workspace.StopReason.IDLE)
                 summary.stopped.append(workspace.pk)
+                _notify(workspace, *_stopped_text(workspace, verdict, policy, now))
             return
     elif idle_for >= policy.window - policy.warning_lead:
         # Never stop without warning first: a late warning moves the stop back.
@@ -263,6 +264,18 @@ def _warning_text(workspace: Workspace, verdict: IdleVerdict, policy: IdlePolicy
             f"{_at(stop_at, workspace)} unless there is activity: run something, or use "
             "Jupyter or an SSH terminal. Your files stay on its disk; you can start it "
             "again from your dashboard.")
+    return subject, body
+
+
+def _stopped_text(workspace: Workspace, verdict: IdleVerdict, policy: IdlePolicy,
+                  now: datetime) -> tuple[str, str]:
+    course = workspace.owner.course
+    subject = f"[Lens] {course.code}: {workspace.name} stopped after {policy.minutes} idle minutes"
+    body = (f"Lens stopped your workspace {workspace.name} in {course.code} at "
+            f"{_at(now, workspace)}: it had been idle since {_at(verdict.idle_since, workspace)}, "
+            f"and machines stop after {policy.minutes} minutes without activity. Nothing is "
+            "lost: your files stay on its disks. Start it again from your dashboard when you "
+            "need it; a stopped machine costs only its storage.")
     return subject, body
 
 

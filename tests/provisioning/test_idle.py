@@ -148,7 +148,10 @@ def test_an_idle_workspace_is_warned_then_stopped_for_idle_and_a_busy_one_keeps_
     assert instance["Reservations"][0]["Instances"][0]["State"]["Name"] in {"stopping",
                                                                            "stopped"}
     assert busy.state == State.RUNNING and busy.idle_warned_at is None
-    assert len(mailoutbox) == 1
+    warning, stopped = mailoutbox  # the warning, then word of the stop; nothing for busy
+    assert stopped.to == [quiet.owner.email]
+    assert quiet.name in stopped.subject and "stopped after" in stopped.subject
+    assert "Start it again from your dashboard" in stopped.body
 
 
 def test_network_traffic_counts_as_activity(fake_aws, launch,
