@@ -150,7 +150,22 @@ def instance_run_for(*, workspace: Workspace) -> aws.Instance:
     if workspace.home_volume_id:
         volume = _home_volume(workspace)
         zone = volume.availability_zone if volume else ""
-    instance = aws.instance_run(
+    try:
+        instance = _run(workspace, account=account, token=token, zone=zone)
+    except aws.NetworkNotFound:
+        # A network Lens made is gone from AWS (deleted by hand, or a fresh fake AWS):
+        # make it again. A network an administrator configured is theirs to fix.
+        if not network.account_network_forget(account=account):
+            raise
+        account = network.account_network_ensure(account=account, ports=template.port_list)
+        instance = _run(workspace, account=account, token=token, zone=zone)
+    log.info("workspace %s: ran %s", workspace.pk, instance.id)
+    return instance
+
+
+def _run(workspace: Workspace, *, account, token: str, zone: str) -> aws.Instance:
+    template = workspace.template
+    return aws.instance_run(
         account,
         client_token=str(workspace.client_token),
         image_id=aws.image_resolve(account, template.image),
@@ -164,8 +179,6 @@ def instance_run_for(*, workspace: Workspace) -> aws.Instance:
         spot=workspace.market == "spot",
         tags={"Name": f"lens-{workspace.pk}-{workspace.name}"[:255], **workspace_tags(workspace)},
     )
-    log.info("workspace %s: ran %s", workspace.pk, instance.id)
-    return instance
 
 
 def home_volume_ready(*, workspace: Workspace, instance: aws.Instance) -> bool:

@@ -83,6 +83,25 @@ def account_network_ensure(*, account: CloudAccount,
     return account
 
 
+def account_network_forget(*, account: CloudAccount) -> bool:
+    """Clear the ids of a network Lens made, so the next launch makes it again.
+
+    Only a Lens-made (managed) network, and only if the ids are still the ones
+    the caller saw (compare-and-swap). False when there was nothing to forget.
+    """
+    if not account.network_managed:
+        return False
+    forgotten = CloudAccount.objects.filter(
+        pk=account.pk, network_managed=True, vpc_id=account.vpc_id,
+        subnet_id=account.subnet_id, security_group_id=account.security_group_id,
+    ).update(vpc_id="", subnet_id="", security_group_id="", network_open_ports="")
+    if forgotten:
+        log.warning("cloud account %s: its network %s is gone from AWS; making it again",
+                    account.pk, account.vpc_id)
+    account.refresh_from_db()
+    return True
+
+
 def _network_build(*, account: CloudAccount, ports: set[int]) -> None:
     """Find or make each piece, then save the ids (only onto an account still blank)."""
     tags = {aws.TAG_NETWORK: account.name, "Name": f"lens-{account.name}"}

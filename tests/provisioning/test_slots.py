@@ -478,3 +478,29 @@ def test_the_demo_seeds_a_one_slot_gpu_lab_that_david_holds_so_emily_queues(
     stop(run_commits, held)
 
     assert states(hers) == [State.RUNNING]
+
+
+def test_a_demo_restarted_on_a_fresh_fake_aws_gives_david_a_new_gpu_slot_holder(
+        db, fake_aws, django_capture_on_commit_callbacks):
+    """The embedded moto keeps nothing across restarts; the next seed must not count a
+    machine AWS no longer has as the slot's holder."""
+    import urllib.request
+    from datetime import timedelta
+
+    import time_machine
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("demo_seed")
+    first = Workspace.objects.get(template__slug="gpu-lab")
+    urllib.request.urlopen(urllib.request.Request(f"{fake_aws}/moto-api/reset", method="POST"))
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=10)), \
+            django_capture_on_commit_callbacks(execute=True):
+        call_command("demo_seed")
+
+    first.refresh_from_db()
+    assert first.state == State.TERMINATED
+    holder = Workspace.objects.exclude(pk=first.pk).get(template__slug="gpu-lab")
+    assert holder.owner.email == "david.kim@demo.lens.edu" and holder.state == State.RUNNING

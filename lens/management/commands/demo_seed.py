@@ -21,6 +21,7 @@ from billing import ledger
 from billing.services import prices_load_bundled
 from courses.models import Approval, Course, HelpRequest, Membership, Message, Section
 from provisioning.models import ApprovedTemplate, Workspace, WorkspaceTemplate
+from provisioning.reconcile import reconcile_all
 from provisioning.services import cloud_account_default, storage_usd_per_hour, workspace_launch
 from provisioning.states import ACTIVE_STATES, State
 
@@ -131,6 +132,9 @@ class Command(BaseCommand):
         self._sophie_cap(course, sophie)
         self._help_and_messages(course)
         self._pending_request(course)
+        # The embedded fake AWS keeps nothing across restarts: fold what it lost first, so
+        # a machine that is gone no longer counts as the GPU slot's holder.
+        reconcile_all()
         self._gpu_lab(course)
         self.stdout.write(f"Demo data ready: {course} with {len(PEOPLE)} people.")
 
