@@ -250,7 +250,7 @@ def approval_decide(*, approval: Approval, actor: Membership, approve: bool,
             _shift_cap(membership=requester, delta=grant, actor=actor.user,
                        reason=f"Approved request #{approval.pk}: {approval.reason}"[:300],
                        key=f"approval:{approval.pk}:grant")
-        _notify_on_commit(approval.pk)
+        _notify_on_commit(approval)
     approval.refresh_from_db()
     return approval
 
@@ -276,7 +276,7 @@ def approvals_expire(*, now: datetime | None = None) -> int:
                 _shift_cap(membership=approval.membership, delta=-approval.granted_amount,
                            actor=None, reason=f"Approval #{approval.pk} expired",
                            key=f"approval:{approval.pk}:expire")
-            _notify_on_commit(approval.pk)
+            _notify_on_commit(approval)
         expired += 1
     return expired
 
@@ -284,12 +284,12 @@ def approvals_expire(*, now: datetime | None = None) -> int:
 # --- notifying -----------------------------------------------------------------
 
 
-def _notify_on_commit(approval_id: int) -> None:
+def _notify_on_commit(approval: Approval) -> None:
     from courses import tasks  # the task module imports this one
 
+    approval_id = approval.pk
     transaction.on_commit(lambda: tasks.approval_notify_task.delay(approval_id))
-    course_id = Approval.objects.filter(pk=approval_id).values_list("course_id", flat=True)[0]
-    _stats_on_commit(course_id)
+    _stats_on_commit(approval.course_id)
 
 
 def _stats_on_commit(course_id: int) -> None:

@@ -27,13 +27,18 @@ def lti_roster_sync_task(self, context_id: int) -> None:
         lti.lti_roster_sync_fail(context_id=context_id, reason=str(exc))
 
 
+def _mail_or_retry(task, send, **ids) -> None:
+    """Send one email by its service; when SMTP is down or refusing, retry later (backing off)."""
+    try:
+        send(**ids)
+    except OSError as exc:
+        raise task.retry(exc=exc, countdown=min(2 ** task.request.retries * 30, 600)) from exc
+
+
 @shared_task(bind=True, max_retries=5)
 def membership_invitation_send_task(self, membership_id: int) -> None:
     """Email a member's latest invitation; a second run sends nothing."""
-    try:
-        roster.invitation_send(membership_id=membership_id)
-    except OSError as exc:  # SMTP down or refusing for now
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+    _mail_or_retry(self, roster.invitation_send, membership_id=membership_id)
 
 
 @shared_task
@@ -49,28 +54,19 @@ def workshops_end_task() -> int:
 @shared_task(bind=True, max_retries=5)
 def message_email_send_task(self, message_id: int) -> None:
     """Email a staff message to its student; a second run sends nothing."""
-    try:
-        inbox.message_email_send(message_id=message_id)
-    except OSError as exc:  # SMTP down or refusing for now
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+    _mail_or_retry(self, inbox.message_email_send, message_id=message_id)
 
 
 @shared_task(bind=True, max_retries=5)
 def approval_notify_task(self, approval_id: int) -> None:
     """Email a member their request's outcome; a second run sends nothing."""
-    try:
-        approvals.approval_notify(approval_id=approval_id)
-    except OSError as exc:  # SMTP down or refusing for now
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+    _mail_or_retry(self, approvals.approval_notify, approval_id=approval_id)
 
 
 @shared_task(bind=True, max_retries=5)
 def approval_staff_notify_task(self, approval_id: int) -> None:
     """Tell the course's deciders about a new request; a second run sends nothing."""
-    try:
-        approvals.approval_staff_notify(approval_id=approval_id)
-    except OSError as exc:  # SMTP down or refusing for now
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 30, 600)) from exc
+    _mail_or_retry(self, approvals.approval_staff_notify, approval_id=approval_id)
 
 
 @shared_task
